@@ -1,0 +1,83 @@
+"""Audit event types and the frozen views of events, verification reports and checkpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EventType(StrEnum):
+    """Every audit event type (stable strings)."""
+
+    USER_ADDED = "user.added"
+    TOKEN_ISSUED = "token.issued"
+    TOKEN_REVOKED = "token.revoked"
+    DATASET_REGISTERED = "dataset.registered"
+    ACCESS_REQUESTED = "access.requested"
+    ACCESS_APPROVED = "access.approved"
+    ACCESS_REJECTED = "access.rejected"
+    POLICY_REVOKED = "policy.revoked"
+    POLICY_EXPIRED = "policy.expired"
+    BUDGET_CAP_SET = "budget.cap_set"
+    QUERY_RESERVED = "query.reserved"
+    QUERY_ANSWERED = "query.answered"
+    QUERY_REPLAYED = "query.replayed"
+    QUERY_REJECTED = "query.rejected"
+    QUERY_FAILED = "query.failed"
+    AUDIT_CHECKPOINT = "audit.checkpoint"
+
+
+class AuditEventView(BaseModel):
+    """One event of the chain as stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    type: str
+    time: datetime
+    actor: str
+    organisation: str | None
+    dataset: str | None
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class VerifyProblem(BaseModel):
+    """The first broken or missing link found: the event ``seq`` and what is wrong."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    reason: str
+
+
+class VerifyReport(BaseModel):
+    """Result of walking the chain and checking every checkpoint."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    events: int = Field(description="Events walked.")
+    head_seq: int = Field(description="Sequence number of the chain head.")
+    head_hash: str
+    first_error: VerifyProblem | None = None
+    checkpoints: int = Field(0, description="Checkpoints found (in the chain and the checkpoint log).")
+    checkpoints_verified: int = Field(0, description="Checkpoints whose signature and head matched.")
+    warnings: tuple[str, ...] = ()
+
+
+class CheckpointView(BaseModel):
+    """A signed statement "the chain head was (seq, hash) at time", made with the operator's key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    hash: str
+    time: datetime
+    key_id: str
+    signature: str = Field(description="Ed25519 signature (hex) of the canonical JSON of the head.")
+    event_seq: int | None = Field(None, description="Seq of the audit.checkpoint event recording it.")

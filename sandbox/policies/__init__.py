@@ -1,0 +1,1 @@
+"""Access policies: value objects, the pure policy engine and the access lifecycle."""
