@@ -92,6 +92,12 @@ class StoredColumn(BaseModel):
         None, description="Physical column holding the clamped fixed-point value (measures)."
     )
     clamped_scale: int = Field(0, description="Decimal places of the clamped fixed-point value.")
+    clamped_lower: int | None = Field(
+        None, description="Lower bound in fixed-point units (lower * 10**clamped_scale, rounded)."
+    )
+    clamped_upper: int | None = Field(
+        None, description="Upper bound in fixed-point units (upper * 10**clamped_scale, rounded)."
+    )
 
 
 class StoredTable(BaseModel):

@@ -1,1 +1,185 @@
-"""Placeholder replaced by the catalog implementation."""
+"""The catalog: registering datasets into service-owned DuckDB files, and looking them up.
+
+Layout: ``<home>/datasets/<dataset>/{data.duckdb,dataset.json}``. A registration is built in
+``<home>/datasets/.staging-<uuid>/`` and renamed into place, so a failure or a crash never leaves
+a half-registered dataset.
+"""
+
+from __future__ import annotations
+
+import builtins
+import fcntl
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sandbox.catalog.fingerprint import dataset_version
+from sandbox.catalog.ingest import Progress, build_database
+from sandbox.catalog.models import NAME_PATTERN, DatasetRecord
+from sandbox.catalog.validate import validate_document
+from sandbox.errors import Conflict, MetadataInvalid, NotFound
+
+DATABASE_FILE = "data.duckdb"
+RECORD_FILE = "dataset.json"
+_NAME = re.compile(NAME_PATTERN)
+
+
+class Catalog:
+    """Registered datasets under ``<home>/datasets/``."""
+
+    def __init__(self, home: Path | str) -> None:
+        self.home = Path(home).expanduser().resolve()
+        self.datasets_dir = self.home / "datasets"
+
+    def validate(self, metadata_path: Path | str, *, source_root: Path | str | None = None) -> list[str]:
+        """Every problem of a metadata document against its rules and sources; empty when valid."""
+        root = Path(source_root) if source_root is not None else None
+        return validate_document(Path(metadata_path), root).problems
+
+    def register(
+        self,
+        metadata_path: Path | str,
+        *,
+        source_root: Path | str | None = None,
+        replace: bool = False,
+        progress: Progress | None = None,
+    ) -> DatasetRecord:
+        """Validate, load and record a dataset; sources are relative to the YAML's folder or ``source_root``.
+
+        Raises ``MetadataInvalid`` listing every problem, or ``Conflict`` if the dataset exists and
+        ``replace`` is false.
+        """
+        root = Path(source_root) if source_root is not None else None
+        validation = validate_document(Path(metadata_path), root)
+        if validation.metadata is None or validation.problems:
+            raise MetadataInvalid(
+                f"the metadata has {len(validation.problems)} problem(s)",
+                details={"problems": validation.problems},
+            )
+        metadata = validation.metadata
+        if not replace and (self.datasets_dir / metadata.dataset).exists():
+            raise _exists(metadata.dataset)
+        self._ensure_dirs()
+        staging = self.datasets_dir / f".staging-{uuid.uuid4().hex}"
+        staging.mkdir(mode=0o700)
+        try:
+            tables = build_database(
+                staging / DATABASE_FILE,
+                metadata,
+                validation.sources,
+                temp_dir=staging / "tmp",
+                progress=progress,
+            )
+            shutil.rmtree(staging / "tmp", ignore_errors=True)
+            record = DatasetRecord(
+                metadata=metadata,
+                tables=tables,
+                version=dataset_version(metadata, tables),
+                registered_at=datetime.now(UTC),
+                database_file=DATABASE_FILE,
+            )
+            _write_private(staging / RECORD_FILE, record.model_dump_json(indent=2))
+            os.chmod(staging / DATABASE_FILE, 0o600)
+            self._install(staging, metadata.dataset, replace=replace)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        return record
+
+    def get(self, name: str) -> DatasetRecord:
+        """The registered dataset of that name; ``NotFound`` (``catalog.dataset_not_found``) otherwise."""
+        path = self._record_path(name)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise _not_found(name) from None
+        return DatasetRecord.model_validate_json(text)
+
+    def list(self) -> builtins.list[DatasetRecord]:
+        """Every registered dataset, sorted by name."""
+        if not self.datasets_dir.is_dir():
+            return []
+        names = sorted(
+            entry.name
+            for entry in self.datasets_dir.iterdir()
+            if _NAME.match(entry.name) and (entry / RECORD_FILE).is_file()
+        )
+        return [self.get(name) for name in names]
+
+    def database_path(self, name: str) -> Path:
+        """The DuckDB file of a registered dataset."""
+        record = self.get(name)
+        return self.datasets_dir / record.name / record.database_file
+
+    def _record_path(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise _not_found(name)
+        return self.datasets_dir / name / RECORD_FILE
+
+    def _ensure_dirs(self) -> None:
+        for folder in (self.home, self.datasets_dir):
+            if not folder.exists():
+                folder.mkdir(mode=0o700, parents=True)
+        os.chmod(self.datasets_dir, 0o700)
+
+    def _install(self, staging: Path, name: str, *, replace: bool) -> None:
+        """Rename the staging folder into place (old version renamed away, then deleted)."""
+        final = self.datasets_dir / name
+        with self._lock():
+            if not final.exists():
+                os.rename(staging, final)
+            elif not replace:
+                raise _exists(name)
+            else:
+                old = self.datasets_dir / f".old-{uuid.uuid4().hex}"
+                os.rename(final, old)
+                try:
+                    os.rename(staging, final)
+                except OSError:
+                    os.rename(old, final)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+            _fsync_dir(self.datasets_dir)
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        descriptor = os.open(self.datasets_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(descriptor, "r+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_private(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _exists(name: str) -> Conflict:
+    return Conflict(
+        f"dataset {name!r} is already registered; register with replace to replace it",
+        code="catalog.dataset_exists",
+        details={"dataset": name},
+    )
+
+
+def _not_found(name: str) -> NotFound:
+    return NotFound(f"dataset {name!r} is not registered", code="catalog.dataset_not_found")

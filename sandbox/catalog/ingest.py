@@ -1,0 +1,246 @@
+"""Loading validated tables into a new, service-owned DuckDB file.
+
+Only privacy-unit, dimension and measure columns are loaded (identifiers and undeclared columns
+never reach the file). Each bounded measure gets a ``<name>__clamped`` BIGINT fixed-point column,
+and each table with a privacy unit keeps at most ``max_rows_per_unit`` uniformly chosen rows per
+unit (rows with a NULL unit are dropped).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from sandbox.catalog import column_types
+from sandbox.catalog.fingerprint import content_sha256, file_sha256
+from sandbox.catalog.models import (
+    ColumnRole,
+    ColumnSpec,
+    DatasetMetadata,
+    StoredColumn,
+    StoredTable,
+    TableSpec,
+)
+from sandbox.catalog.sources import Source, batches, count_rows, empty_table
+from sandbox.errors import InternalError
+
+Progress = Callable[[int, int], None]
+LOADED_ROLES = frozenset({ColumnRole.PRIVACY_UNIT, ColumnRole.DIMENSION, ColumnRole.MEASURE})
+INGEST_MEMORY_LIMIT = "4GB"
+_BATCH_VIEW = "ingest_batch"
+
+
+@dataclass(frozen=True)
+class ClampedMeasure:
+    """How one bounded measure is stored as a fixed-point integer column."""
+
+    column: str
+    physical: str
+    scale: int
+    lower: int
+    upper: int
+    is_float: bool
+
+    def expression(self) -> str:
+        """SQL of ``round(clamp(value, lower, upper) * 10**scale)`` as BIGINT; NULL (and NaN) give NULL."""
+        value = quote(self.column)
+        lower = column_types.fixed_point_literal(self.lower, self.scale)
+        upper = column_types.fixed_point_literal(self.upper, self.scale)
+        nan = f"WHEN isnan({value}) THEN NULL " if self.is_float else ""
+        scaled = value if self.scale == 0 else f"round({value} * {10**self.scale})"
+        return (
+            f"CASE WHEN {value} IS NULL THEN NULL {nan}"
+            f"WHEN {value} < {lower} THEN {self.lower}::BIGINT "
+            f"WHEN {value} > {upper} THEN {self.upper}::BIGINT "
+            f"ELSE CAST({scaled} AS BIGINT) END"
+        )
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """What to load for one table: raw columns, clamped measures, contribution bound."""
+
+    spec: TableSpec
+    source: Source
+    raw: list[tuple[ColumnSpec, str]]  # declared column, source column name
+    clamped: list[ClampedMeasure]
+
+    @property
+    def name(self) -> str:
+        """The table's declared (and physical) name."""
+        return self.spec.name
+
+    def raw_select(self) -> str:
+        """Source columns renamed to their declared names."""
+        return ", ".join(f"{quote(source)} AS {quote(spec.name)}" for spec, source in self.raw)
+
+    def stored_select(self) -> str:
+        """Raw columns plus clamped columns, over a relation with the declared names."""
+        raw = [quote(spec.name) for spec, _ in self.raw]
+        clamped = [f"{measure.expression()} AS {quote(measure.physical)}" for measure in self.clamped]
+        return ", ".join(raw + clamped)
+
+    @property
+    def bounds_contributions(self) -> bool:
+        """Whether rows are bounded per privacy unit at ingest (a unit and a bound are declared)."""
+        return self.spec.privacy_unit is not None and self.spec.max_rows_per_unit is not None
+
+
+def plan_table(spec: TableSpec, source: Source) -> TablePlan:
+    """The load plan of a validated table."""
+    raw: list[tuple[ColumnSpec, str]] = []
+    clamped: list[ClampedMeasure] = []
+    for column in spec.columns:
+        if column.role not in LOADED_ROLES:
+            continue
+        found = source.column(column.name)
+        if found is None:
+            raise InternalError("a validated column is missing from its source")
+        raw.append((column, found.name))
+        if column.role is ColumnRole.MEASURE and column.lower is not None and column.upper is not None:
+            scale = column_types.measure_scale(found.duckdb_type, column)
+            clamped.append(
+                ClampedMeasure(
+                    column=column.name,
+                    physical=f"{column.name}__clamped",
+                    scale=scale,
+                    lower=column_types.to_fixed_point(column.lower, scale),
+                    upper=column_types.to_fixed_point(column.upper, scale),
+                    is_float=column_types.is_float(found.duckdb_type),
+                )
+            )
+    return TablePlan(spec, source, raw, clamped)
+
+
+def build_database(
+    database: Path,
+    metadata: DatasetMetadata,
+    sources: dict[str, Source],
+    *,
+    temp_dir: Path,
+    progress: Progress | None = None,
+) -> list[StoredTable]:
+    """Create ``database`` with every declared table loaded, checkpointed, and their fingerprints."""
+    plans = [plan_table(table, sources[table.name]) for table in metadata.tables]
+    total = sum(count_rows(plan.source) for plan in plans)
+    done = 0
+
+    def advance(rows: int) -> None:
+        nonlocal done, total
+        done += rows
+        total = max(total, done)
+        if progress is not None:
+            progress(done, total)
+
+    stored: list[StoredTable] = []
+    with duckdb.connect(str(database)) as con:
+        _configure(con, temp_dir)
+        for plan in plans:
+            _load(con, plan, advance)
+            _check_invariants(con, plan)
+            stored.append(_stored_table(con, plan))
+        con.execute("CHECKPOINT")
+    if progress is not None and total != done:
+        progress(done, done)
+    return stored
+
+
+def quote(identifier: str) -> str:
+    """A double-quoted SQL identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _configure(con: duckdb.DuckDBPyConnection, temp_dir: Path) -> None:
+    temp_dir.mkdir(mode=0o700, exist_ok=True)
+    con.execute(f"SET temp_directory = '{temp_dir.as_posix().replace(chr(39), chr(39) * 2)}'")
+    con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET TimeZone = 'UTC'")
+
+
+def _load(con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Callable[[int], None]) -> None:
+    target = quote(plan.name)
+    source_columns = [source for _, source in plan.raw]
+    con.register(_BATCH_VIEW, empty_table(plan.source, source_columns))
+    if plan.bounds_contributions:
+        staging = quote(f"__staging_{plan.name}")
+        con.execute(f"CREATE TABLE {staging} AS SELECT {plan.raw_select()} FROM {_BATCH_VIEW}")
+        insert = f"INSERT INTO {staging} SELECT {plan.raw_select()} FROM {_BATCH_VIEW}"
+    else:
+        rows = f"(SELECT {plan.raw_select()} FROM {_BATCH_VIEW})"
+        con.execute(f"CREATE TABLE {target} AS SELECT {plan.stored_select()} FROM {rows}")
+        insert = f"INSERT INTO {target} SELECT {plan.stored_select()} FROM {rows}"
+    con.unregister(_BATCH_VIEW)
+    for batch in batches(plan.source, source_columns):
+        con.register(_BATCH_VIEW, batch)
+        con.execute(insert)
+        con.unregister(_BATCH_VIEW)
+        advance(batch.num_rows)
+    if plan.bounds_contributions:
+        _bound_contributions(con, plan, staging)
+
+
+def _bound_contributions(con: duckdb.DuckDBPyConnection, plan: TablePlan, staging: str) -> None:
+    """Keep a uniformly random subset of at most k rows per unit, ranked by a salted hash."""
+    unit = quote(plan.spec.privacy_unit or "")
+    salt = secrets.token_hex(16)
+    con.execute(
+        f"CREATE TABLE {quote(plan.name)} AS SELECT {plan.stored_select()} FROM {staging} "
+        f"WHERE {unit} IS NOT NULL "
+        f"QUALIFY row_number() OVER (PARTITION BY {unit} ORDER BY hash($1, rowid), rowid) <= $2",
+        [salt, plan.spec.max_rows_per_unit],
+    )
+    con.execute(f"DROP TABLE {staging}")
+
+
+def _check_invariants(con: duckdb.DuckDBPyConnection, plan: TablePlan) -> None:
+    """Re-check what the engine relies on: clamped values in bounds, at most k rows per unit."""
+    table = quote(plan.name)
+    for measure in plan.clamped:
+        column = quote(measure.physical)
+        row = con.execute(
+            f"SELECT count(*) FROM {table} WHERE {column} < $1 OR {column} > $2",
+            [measure.lower, measure.upper],
+        ).fetchone()
+        if row is None or row[0] != 0:
+            raise InternalError("a clamped measure left its bounds during ingest")
+    if plan.bounds_contributions:
+        unit = quote(plan.spec.privacy_unit or "")
+        row = con.execute(
+            f"SELECT coalesce(max(n), 0), count(*) FILTER (WHERE u IS NULL) "
+            f"FROM (SELECT {unit} AS u, count(*) AS n FROM {table} GROUP BY ALL)"
+        ).fetchone()
+        if row is None or row[0] > (plan.spec.max_rows_per_unit or 0) or row[1] != 0:
+            raise InternalError("contribution bounding failed during ingest")
+
+
+def _stored_table(con: duckdb.DuckDBPyConnection, plan: TablePlan) -> StoredTable:
+    types = dict(
+        con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {quote(plan.name)})").fetchall()
+    )
+    clamped = {measure.column: measure for measure in plan.clamped}
+    columns = []
+    for spec, _ in plan.raw:
+        measure = clamped.get(spec.name)
+        columns.append(
+            StoredColumn(
+                name=spec.name,
+                duckdb_type=str(types[spec.name]),
+                physical=spec.name,
+                clamped=measure.physical if measure else None,
+                clamped_scale=measure.scale if measure else 0,
+                clamped_lower=measure.lower if measure else None,
+                clamped_upper=measure.upper if measure else None,
+            )
+        )
+    return StoredTable(
+        name=plan.name,
+        physical=plan.name,
+        columns=columns,
+        source_sha256=file_sha256(plan.source.path),
+        content_sha256=content_sha256(con, plan.name),
+    )

@@ -1,0 +1,135 @@
+"""Source files (Parquet or CSV): locating them, reading their schema, streaming their rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
+from duckdb.sqltypes import DuckDBPyType
+
+SUFFIXES = (".parquet", ".csv")
+BATCH_ROWS = 262_144
+CSV_BLOCK_BYTES = 16 << 20  # CSV column types are inferred from the first block of this size
+_HASH_CHUNK = 1 << 20
+
+
+class SourceError(Exception):
+    """A source file cannot be used; the message is safe (no data values)."""
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """One column of a source file, with the DuckDB type it loads as."""
+
+    name: str
+    arrow_type: pa.DataType
+    duckdb_type: DuckDBPyType
+
+
+@dataclass(frozen=True)
+class Source:
+    """A readable source file and its columns, keyed by lower-cased name."""
+
+    path: Path
+    schema: pa.Schema
+    columns: dict[str, SourceColumn]
+    duplicate_names: frozenset[str]
+
+    @property
+    def is_csv(self) -> bool:
+        """Whether the source is a CSV file (else Parquet)."""
+        return self.path.suffix.lower() == ".csv"
+
+    def column(self, name: str) -> SourceColumn | None:
+        """The source column of that name (case-insensitive), if exactly one matches."""
+        lowered = name.lower()
+        return None if lowered in self.duplicate_names else self.columns.get(lowered)
+
+
+def resolve(base: Path, relative: str) -> Path:
+    """The source file ``relative`` inside ``base``; it may not be absolute or leave ``base``."""
+    pure = PurePosixPath(relative.replace("\\", "/"))
+    if not relative or pure.is_absolute() or ".." in pure.parts:
+        raise SourceError("must be a relative path inside the source folder, without '..'")
+    if pure.suffix.lower() not in SUFFIXES:
+        raise SourceError("must be a .parquet or .csv file")
+    path = base.joinpath(*pure.parts)
+    if not path.is_file():
+        raise SourceError("does not exist or is not a file")
+    return path
+
+
+def open_source(path: Path) -> Source:
+    """Read the schema of a Parquet file (footer) or a CSV file (first block) and map it to DuckDB."""
+    try:
+        schema = _csv_reader(path, None).schema if _is_csv(path) else pads.dataset(path).schema
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceError(f"cannot be read as {'CSV' if _is_csv(path) else 'Parquet'}") from exc
+    try:
+        duck_types = _duckdb_types(schema)
+    except duckdb.Error as exc:
+        raise SourceError("has a column type DuckDB cannot load") from exc
+    columns: dict[str, SourceColumn] = {}
+    duplicates: set[str] = set()
+    for field, dtype in zip(schema, duck_types, strict=True):
+        key = field.name.lower()
+        if key in columns:
+            duplicates.add(key)
+        columns[key] = SourceColumn(field.name, field.type, dtype)
+    return Source(path, schema, columns, frozenset(duplicates))
+
+
+def count_rows(source: Source) -> int:
+    """Rows in the source: exact for Parquet (footer), estimated from line breaks for CSV."""
+    if not source.is_csv:
+        return int(pads.dataset(source.path).count_rows())
+    lines = 0
+    with source.path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            lines += chunk.count(b"\n")
+    return max(lines - 1, 0)
+
+
+def batches(source: Source, column_names: list[str]) -> Iterator[pa.RecordBatch]:
+    """Stream the named source columns in record batches of at most ``BATCH_ROWS`` rows."""
+    if source.is_csv:
+        types = {name: source.schema.field(name).type for name in column_names}
+        reader = _csv_reader(
+            source.path, pacsv.ConvertOptions(include_columns=column_names, column_types=types)
+        )
+        for batch in reader:
+            yield from _split(batch)
+    else:
+        dataset = pads.dataset(source.path)
+        yield from dataset.to_batches(columns=column_names, batch_size=BATCH_ROWS)
+
+
+def empty_table(source: Source, column_names: list[str]) -> pa.Table:
+    """A zero-row Arrow table with the named source columns (to create DuckDB tables from)."""
+    return source.schema.empty_table().select(column_names)
+
+
+def _split(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    for start in range(0, batch.num_rows, BATCH_ROWS):
+        yield batch.slice(start, BATCH_ROWS)
+
+
+def _is_csv(path: Path) -> bool:
+    return path.suffix.lower() == ".csv"
+
+
+def _csv_reader(path: Path, convert: pacsv.ConvertOptions | None) -> pacsv.CSVStreamingReader:
+    return pacsv.open_csv(
+        path, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES), convert_options=convert
+    )
+
+
+def _duckdb_types(schema: pa.Schema) -> list[DuckDBPyType]:
+    with duckdb.connect() as con:
+        con.register("source_probe", schema.empty_table())
+        return list(con.sql("SELECT * FROM source_probe").types)

@@ -1,0 +1,350 @@
+"""Validation of a metadata document against its rules and its sources' schemas (no data is read).
+
+Every check appends a readable sentence naming the table and column and the rule; callers get
+all problems at once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pydantic
+import yaml
+from pydantic_core import ErrorDetails
+
+from sandbox.catalog import column_types
+from sandbox.catalog.models import ColumnRole, ColumnSpec, DatasetMetadata, TableSpec
+from sandbox.catalog.sources import Source, SourceError, open_source, resolve
+
+COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+CLAMPED_SUFFIX = "__clamped"
+_SCALAR_KEY_TYPES = (str, int, float, bool, date, datetime, time, Decimal)
+
+
+@dataclass
+class Validation:
+    """The outcome of validating one metadata document."""
+
+    metadata: DatasetMetadata | None
+    sources: dict[str, Source] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def validate_document(metadata_path: Path, source_root: Path | None = None) -> Validation:
+    """Parse, model-check, rule-check and source-check one metadata file."""
+    metadata, problems = load_metadata(metadata_path)
+    if metadata is None:
+        return Validation(None, problems=problems)
+    base = source_root if source_root is not None else metadata_path.parent
+    problems = check_metadata(metadata)
+    sources, source_problems = check_sources(metadata, base)
+    return Validation(metadata, sources, problems + source_problems)
+
+
+def load_metadata(path: Path) -> tuple[DatasetMetadata | None, list[str]]:
+    """The parsed metadata, or ``None`` with the YAML or model problems."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None, [f"metadata file {path.name!r} cannot be read as UTF-8 text"]
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        return None, [_yaml_problem(exc)]
+    if not isinstance(raw, dict):
+        return None, ["metadata must be a YAML mapping with the keys dataset, title, owner, tables, ..."]
+    try:
+        return DatasetMetadata.model_validate(raw), []
+    except pydantic.ValidationError as exc:
+        return None, [_model_problem(error, raw) for error in exc.errors()]
+
+
+def check_metadata(metadata: DatasetMetadata) -> list[str]:
+    """Rules that need the metadata only."""
+    problems: list[str] = []
+    if not metadata.owner.strip():
+        problems.append("owner must not be empty")
+    seen: set[str] = set()
+    for table in metadata.tables:
+        if table.name in seen:
+            problems.append(f"table {table.name!r} is declared more than once; table names must be unique")
+        seen.add(table.name)
+        problems.extend(_check_table(table))
+    return problems
+
+
+def check_sources(metadata: DatasetMetadata, base: Path) -> tuple[dict[str, Source], list[str]]:
+    """Rules that need each table's source schema (the file's footer or first block, no data)."""
+    sources: dict[str, Source] = {}
+    problems: list[str] = []
+    with duckdb.connect() as con:
+        for table in metadata.tables:
+            try:
+                source = open_source(resolve(base, table.source))
+            except SourceError as exc:
+                problems.append(f"table {table.name!r}: source {table.source!r} {exc}")
+                continue
+            sources[table.name] = source
+            for column in table.columns:
+                problems.extend(_check_column_source(con, table, column, source))
+    return sources, problems
+
+
+def _check_table(table: TableSpec) -> list[str]:
+    where = f"table {table.name!r}"
+    problems: list[str] = []
+    names: set[str] = set()
+    for column in table.columns:
+        lowered = column.name.lower()
+        if lowered in names:
+            problems.append(
+                f"{where}: column {column.name!r} is declared more than once; column names must be unique"
+            )
+        names.add(lowered)
+        problems.extend(_check_column(table, column))
+    if not table.columns:
+        problems.append(f"{where}: declares no columns")
+    if table.privacy_unit is None:
+        if table.max_rows_per_unit != 1:
+            problems.append(
+                f"{where}: privacy_unit is null (row-level privacy: each row is its own unit), "
+                "which requires max_rows_per_unit: 1"
+            )
+    else:
+        unit = table.column(table.privacy_unit)
+        if unit is None:
+            problems.append(f"{where}: privacy_unit {table.privacy_unit!r} is not a declared column")
+        elif unit.role is not ColumnRole.PRIVACY_UNIT:
+            problems.append(
+                f"{where}: privacy_unit {table.privacy_unit!r} must be declared with role privacy_unit, "
+                f"not {unit.role.value}"
+            )
+    return problems
+
+
+def _check_column(table: TableSpec, column: ColumnSpec) -> list[str]:
+    where = f"table {table.name!r}, column {column.name!r}"
+    problems: list[str] = []
+    if not COLUMN_NAME.match(column.name):
+        problems.append(
+            f"{where}: a column name must be a plain identifier (letters, digits and underscores, "
+            "not starting with a digit, at most 63 characters)"
+        )
+    elif column.name.lower().endswith(CLAMPED_SUFFIX):
+        problems.append(
+            f"{where}: column names ending in {CLAMPED_SUFFIX!r} are reserved for clamped measures"
+        )
+    if column.role is ColumnRole.PRIVACY_UNIT and (
+        table.privacy_unit is None or table.privacy_unit.lower() != column.name.lower()
+    ):
+        problems.append(
+            f"{where}: has role privacy_unit, so it must be the table's privacy_unit "
+            f"(which is {table.privacy_unit!r}); a table has at most one privacy unit column"
+        )
+    if column.keys is not None and column.role is not ColumnRole.DIMENSION:
+        problems.append(f"{where}: keys are allowed only on dimensions, not on a {column.role.value}")
+    has_bounds = column.lower is not None or column.upper is not None
+    if has_bounds and column.role is not ColumnRole.MEASURE:
+        problems.append(
+            f"{where}: lower/upper bounds are allowed only on measures, not on a {column.role.value}"
+        )
+    if column.scale is not None and column.role is not ColumnRole.MEASURE:
+        problems.append(f"{where}: scale is allowed only on measures, not on a {column.role.value}")
+    if column.role is ColumnRole.MEASURE:
+        problems.extend(_check_bounds(where, column))
+    if column.role is ColumnRole.DIMENSION and column.keys is not None:
+        problems.extend(_check_key_values(where, column.keys))
+    return problems
+
+
+def _check_bounds(where: str, column: ColumnSpec) -> list[str]:
+    if (column.lower is None) != (column.upper is None):
+        return [
+            f"{where}: a measure needs both lower and upper bounds, or neither (then it is not aggregatable)"
+        ]
+    if column.lower is None or column.upper is None:
+        return []
+    problems = [
+        f"{where}: {label} bound must be a finite number"
+        for label, bound in (("lower", column.lower), ("upper", column.upper))
+        if not math.isfinite(bound)
+    ]
+    if not problems and column.lower > column.upper:
+        problems.append(f"{where}: lower bound {column.lower} is greater than upper bound {column.upper}")
+    return problems
+
+
+def _check_key_values(where: str, keys: list[Any]) -> list[str]:
+    if any(key is not None and not isinstance(key, _SCALAR_KEY_TYPES) for key in keys):
+        return [f"{where}: keys must be scalar values (strings, numbers, booleans, dates or null)"]
+    if _has_duplicates(keys):
+        return [f"{where}: keys contain duplicates"]
+    return []
+
+
+def _check_column_source(
+    con: duckdb.DuckDBPyConnection, table: TableSpec, column: ColumnSpec, source: Source
+) -> list[str]:
+    where = f"table {table.name!r}, column {column.name!r}"
+    if column.name.lower() in source.duplicate_names:
+        return [f"{where}: matches several source columns whose names differ only in case"]
+    found = source.column(column.name)
+    if found is None:
+        return [f"{where}: is declared but not present in the source file"]
+    dtype = found.duckdb_type
+    if column.role is ColumnRole.PRIVACY_UNIT and not column_types.is_scalar(dtype):
+        return [f"{where}: a privacy unit must have a scalar type, but the source type is {dtype}"]
+    if column.role is ColumnRole.DIMENSION:
+        return _check_dimension_source(con, where, column, dtype)
+    if column.role is ColumnRole.MEASURE:
+        return _check_measure_source(where, column, dtype)
+    return []
+
+
+def _check_dimension_source(
+    con: duckdb.DuckDBPyConnection, where: str, column: ColumnSpec, dtype: duckdb.sqltypes.DuckDBPyType
+) -> list[str]:
+    if not column_types.is_scalar(dtype):
+        return [f"{where}: a dimension must have a scalar type (no LIST, STRUCT, MAP or BLOB), not {dtype}"]
+    if column.keys is None or _check_key_values(where, column.keys):
+        return []
+    numeric_column = column_types.is_numeric(dtype)
+    cast_keys: list[Any] = []
+    bad = 0
+    for key in column.keys:
+        if key is None:
+            cast_keys.append(None)
+            continue
+        cast, exact = _try_cast(con, key, dtype, numeric_column)
+        if cast is None or not exact:
+            bad += 1
+        else:
+            cast_keys.append(cast)
+    problems = []
+    if bad:
+        problems.append(f"{where}: {bad} of the keys cannot be cast exactly to the column type {dtype}")
+    elif _has_duplicates(cast_keys):
+        problems.append(f"{where}: keys contain duplicates once cast to the column type {dtype}")
+    return problems
+
+
+def _check_measure_source(where: str, column: ColumnSpec, dtype: duckdb.sqltypes.DuckDBPyType) -> list[str]:
+    if not column_types.is_numeric(dtype):
+        return [f"{where}: a measure must be numeric (integer, DECIMAL, FLOAT or DOUBLE), not {dtype}"]
+    if column.scale is not None and not column_types.is_float(dtype):
+        return [f"{where}: scale applies only to FLOAT/DOUBLE measures; this one is {dtype}"]
+    if column.lower is None or column.upper is None:
+        return []
+    if not (math.isfinite(column.lower) and math.isfinite(column.upper)):
+        return []
+    scale = column_types.measure_scale(dtype, column)
+    too_big = [
+        label
+        for label, bound in (("lower", column.lower), ("upper", column.upper))
+        if abs(column_types.to_fixed_point(bound, scale)) > column_types.BIGINT_MAX
+    ]
+    return [
+        f"{where}: {label} bound times 10**{scale} does not fit in BIGINT (fixed-point clamped column)"
+        for label in too_big
+    ]
+
+
+def _try_cast(
+    con: duckdb.DuckDBPyConnection, key: Any, dtype: duckdb.sqltypes.DuckDBPyType, numeric_column: bool
+) -> tuple[Any, bool]:
+    """The key cast to ``dtype`` (``None`` if impossible), and whether the cast lost nothing."""
+    numeric_key = isinstance(key, int | float | Decimal) and not isinstance(key, bool)
+    if numeric_column and numeric_key:
+        row = con.execute(f"SELECT TRY_CAST($1 AS {dtype}), TRY_CAST($1 AS {dtype}) = $1", [key]).fetchone()
+        return (None, False) if row is None else (row[0], bool(row[1]))
+    row = con.execute(f"SELECT TRY_CAST($1 AS {dtype})", [key]).fetchone()
+    return (None, False) if row is None else (row[0], True)
+
+
+def _has_duplicates(values: list[Any]) -> bool:
+    seen: set[Hashable] = set()
+    for value in values:
+        marker = (type(value) is bool, value)
+        if marker in seen:
+            return True
+        seen.add(marker)
+    return False
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "it cannot be parsed"
+    if mark is not None:
+        return f"metadata is not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return f"metadata is not valid YAML: {problem}"
+
+
+def _model_problem(error: ErrorDetails, raw: dict[str, Any]) -> str:
+    return f"{_location(error['loc'], raw)}: {_model_message(error)}"
+
+
+def _model_message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "is required but missing"
+    if kind == "extra_forbidden":
+        return "is not a known key"
+    if kind == "string_pattern_mismatch":
+        return (
+            "must be lowercase letters, digits and underscores, starting with a letter "
+            "(at most 63 characters)"
+        )
+    return str(error["msg"])
+
+
+def _location(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = raw
+    index = 0
+    while index < len(loc):
+        step = loc[index]
+        following = loc[index + 1] if index + 1 < len(loc) else None
+        if step in ("tables", "columns") and isinstance(following, int):
+            node = _item(node, step, following)
+            label = "table" if step == "tables" else "column"
+            name = node.get("name") if isinstance(node, dict) else None
+            parts.append(f"{label} {name!r}" if isinstance(name, str) else f"{label} #{following + 1}")
+            index += 2
+            continue
+        rest = ".".join(str(part) for part in loc[index:])
+        parts.append(f"key {rest!r}")
+        break
+    return ", ".join(parts) if parts else "metadata"
+
+
+def _item(node: Any, key: str, position: int) -> Any:
+    items = node.get(key) if isinstance(node, dict) else None
+    if isinstance(items, list) and 0 <= position < len(items):
+        return items[position]
+    return None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects a mapping with the same key twice."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
