@@ -1,0 +1,171 @@
+"""The only module that imports OpenDP: calibrate, account and sample every noisy release.
+
+Each calibration builds the OpenDP measurement for a sensitivity and a scale and takes the privacy
+loss from the measurement's own privacy map (``map(d_in)``); the scale is widened until the map
+is within the epsilon share. Noise is drawn by OpenDP only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from opendp import accuracy, domains, measurements, measures, metrics
+from opendp.mod import Measurement, enable_features
+
+enable_features("contrib")
+
+INT64_LIMIT = 2**62
+CONFIDENCE_ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibrated mechanism: what it is, its input sensitivity, its scale and its privacy loss."""
+
+    mechanism: str
+    sensitivity: float
+    scale: float
+    epsilon: float
+    delta: float = 0.0
+    threshold: int | None = None
+    measurement: Measurement = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+
+    def ci95(self) -> float | None:
+        """Half-width of the 95% confidence interval of one noisy value (None if not additive)."""
+        if self.mechanism in ("discrete_laplace", "laplace_threshold"):
+            return float(accuracy.discrete_laplacian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
+        if self.mechanism == "laplace":
+            return float(accuracy.laplacian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
+        return None
+
+    def public(self) -> dict[str, Any]:
+        """JSON-ready description (no measurement object)."""
+        return {
+            "mechanism": self.mechanism,
+            "sensitivity": self.sensitivity,
+            "scale": self.scale,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "threshold": self.threshold,
+        }
+
+
+def _widen_until(make: Any, d_in: Any, scale: float, fits: Any) -> tuple[Measurement, float]:
+    """Build ``make(scale)``; widen the scale by tiny steps until ``fits(map(d_in))``."""
+    for _ in range(64):
+        measurement = make(scale)
+        if fits(measurement.map(d_in)):
+            return measurement, scale
+        scale = math.nextafter(scale, math.inf) * (1 + 1e-12)
+    raise AssertionError("calibration did not converge")  # pragma: no cover
+
+
+@lru_cache(maxsize=4096)
+def integer_laplace(sensitivity: int, epsilon: float) -> Calibration:
+    """Discrete Laplace on a vector of integers with the given L1 sensitivity."""
+    domain = domains.vector_domain(domains.atom_domain(T="i64"))
+    metric = metrics.l1_distance(T="i64")
+
+    def make(scale: float) -> Measurement:
+        return measurements.make_laplace(domain, metric, scale=scale)
+
+    measurement, scale = _widen_until(
+        make, sensitivity, sensitivity / epsilon, lambda eps: eps <= epsilon
+    )
+    return Calibration(
+        "discrete_laplace", sensitivity, scale, float(measurement.map(sensitivity)), 0.0, None,
+        measurement,
+    )
+
+
+@lru_cache(maxsize=4096)
+def float_laplace(sensitivity: float, epsilon: float) -> Calibration:
+    """Laplace on a vector of floats with the given L1 sensitivity."""
+    domain = domains.vector_domain(domains.atom_domain(T=float, nan=False))
+    metric = metrics.l1_distance(T=float)
+
+    def make(scale: float) -> Measurement:
+        return measurements.make_laplace(domain, metric, scale=scale)
+
+    measurement, scale = _widen_until(
+        make, sensitivity, sensitivity / epsilon, lambda eps: eps <= epsilon
+    )
+    return Calibration(
+        "laplace", sensitivity, scale, float(measurement.map(sensitivity)), 0.0, None, measurement
+    )
+
+
+@lru_cache(maxsize=1024)
+def laplace_threshold(max_rows: int, epsilon: float, delta: float) -> Calibration:
+    """Laplace noise on per-key counts plus a threshold: releases only keys that clear it.
+
+    A unit changes at most ``max_rows`` keys (l0), by at most ``max_rows`` in all (l1) and in any
+    one key (linf). The threshold is the smallest one whose privacy map meets ``delta``.
+    """
+    domain = domains.map_domain(domains.atom_domain(T=str), domains.atom_domain(T="i64"))
+    metric = metrics.l01inf_distance(metrics.absolute_distance(T="i64"))
+    d_in = (max_rows, max_rows, max_rows)
+    scale = max_rows / epsilon
+
+    def make(threshold: int, scale: float = scale) -> Measurement:
+        return measurements.make_laplace_threshold(domain, metric, scale=scale, threshold=threshold)
+
+    def fits(threshold: int) -> bool:
+        eps, dlt = make(threshold).map(d_in)
+        return bool(eps <= epsilon and dlt <= delta)
+
+    low, high = max_rows, max_rows * 2
+    while not fits(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    measurement = make(high)
+    eps, dlt = measurement.map(d_in)
+    return Calibration(
+        "laplace_threshold", max_rows, scale, float(eps), float(dlt), high, measurement
+    )
+
+
+@lru_cache(maxsize=1024)
+def noisy_max(sensitivity: int, epsilon: float) -> Calibration:
+    """Report-noisy-max (exponential mechanism) over integer scores, lowest score wins."""
+    domain = domains.vector_domain(domains.atom_domain(T="u64"))
+    metric = metrics.linf_distance(T="u64")
+
+    def make(scale: float) -> Measurement:
+        return measurements.make_noisy_max(
+            domain, metric, measures.max_divergence(), scale=scale, negate=True
+        )
+
+    measurement, scale = _widen_until(
+        make, sensitivity, 2 * sensitivity / epsilon, lambda eps: eps <= epsilon
+    )
+    return Calibration(
+        "noisy_max", sensitivity, scale, float(measurement.map(sensitivity)), 0.0, None, measurement
+    )
+
+
+def release_integers(calibration: Calibration, values: Sequence[int]) -> list[int]:
+    """Noisy copies of exact integer aggregates (saturated to the int64 range first)."""
+    bounded = [max(-INT64_LIMIT, min(INT64_LIMIT, int(v))) for v in values]
+    return [int(v) for v in calibration.measurement(bounded)]
+
+
+def release_floats(calibration: Calibration, values: Sequence[float]) -> list[float]:
+    """Noisy copies of aggregates computed as floats."""
+    return [float(v) for v in calibration.measurement([float(v) for v in values])]
+
+
+def release_thresholded(calibration: Calibration, counts: dict[str, int]) -> dict[str, int]:
+    """Noisy counts of the keys that clear the threshold; the others are dropped."""
+    return {str(k): int(v) for k, v in calibration.measurement(counts).items()}
+
+
+def release_argmin(calibration: Calibration, scores: Sequence[int]) -> int:
+    """Index of the (noisily) lowest score."""
+    return int(calibration.measurement([int(s) for s in scores]))

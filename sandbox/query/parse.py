@@ -1,0 +1,53 @@
+"""Parse analyst SQL (DuckDB dialect) into exactly one SELECT statement, or reject it."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlglot import ParseError, TokenError, exp, parse
+
+from sandbox.errors import QueryRejected
+
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+
+def parse_select(sql: str) -> exp.Select:
+    """The single SELECT statement of ``sql``; anything else is rejected with its rule."""
+    try:
+        statements = [s for s in parse(sql, read="duckdb") if s is not None]
+    except (ParseError, TokenError) as error:
+        raise QueryRejected(
+            "sql.parse_error", f"The SQL could not be parsed (DuckDB dialect): {_first_line(error)}"
+        ) from None
+    if not statements:
+        raise QueryRejected("sql.parse_error", "The SQL text is empty.")
+    if len(statements) > 1:
+        raise QueryRejected(
+            "sql.multiple_statements", "Send exactly one SELECT statement per query (found several)."
+        )
+    statement = statements[0]
+    if isinstance(statement, exp.SetOperation):
+        raise QueryRejected(
+            "sql.set_operation",
+            f"{type(statement).__name__.upper()} is not allowed; send one SELECT per query.",
+        )
+    if isinstance(statement, exp.Subquery):
+        raise QueryRejected("sql.subquery", "Subqueries are not allowed; query one table directly.")
+    if not isinstance(statement, exp.Select):
+        raise QueryRejected(
+            "sql.statement_not_allowed",
+            f"Only SELECT queries are allowed; {_statement_name(statement)} statements are not.",
+        )
+    return statement
+
+
+def _statement_name(statement: exp.Expression) -> str:
+    if isinstance(statement, exp.Command):
+        return str(statement.this).upper()
+    if isinstance(statement, exp.Alias | exp.Column | exp.Identifier):
+        return "unrecognised"
+    return type(statement).__name__.upper()
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0][:200]

@@ -1,0 +1,280 @@
+"""The DP plan of a validated query: which noisy quantities, their sensitivity, epsilon share and
+mechanism. Planning reads metadata only; its cost and accuracy are known before any data is read.
+
+Sensitivities are for adding or removing one privacy unit, which contributes at most ``k`` rows
+(enforced at ingest). Measures are stored clamped, in fixed-point units of ``10**-scale``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from fractions import Fraction
+from typing import Any
+
+from sandbox.catalog.models import ColumnSpec
+from sandbox.errors import InvalidRequest, QueryRejected
+from sandbox.query import mechanisms
+from sandbox.query.mechanisms import Calibration
+from sandbox.query.summary import AggregateKind, QuerySummary
+from sandbox.query.validate import AggregateSpec, ValidatedQuery, fingerprint
+
+
+class Quantity(StrEnum):
+    """A noisy base quantity; every released aggregate is post-processing of these."""
+
+    ROWS = "rows"  # COUNT(*)
+    NONNULL = "nonnull"  # COUNT(col)
+    UNITS = "units"  # COUNT(DISTINCT unit)
+    SUM = "sum"  # SUM(col)
+    CENTERED_SUM = "centered_sum"  # SUM(2x - (L + U))
+    CENTERED_SUMSQ = "centered_sumsq"  # SUM((2x - (L + U))^2)
+    QUANTILE = "quantile"  # argmin of quantile scores over a candidate grid
+
+
+class Grouping(StrEnum):
+    """How output groups are chosen."""
+
+    NONE = "none"  # one output row
+    PUBLIC_KEYS = "public_keys"  # exactly the owner's declared keys (cross product)
+    THRESHOLD = "threshold"  # DP partition selection (spends delta)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """A measure's clamping bounds in fixed-point units."""
+
+    lower: int
+    upper: int
+    scale: int
+
+    @property
+    def unit(self) -> float:
+        """Value of one fixed-point unit."""
+        return 10.0**-self.scale
+
+
+@dataclass(frozen=True)
+class PlannedQuantity:
+    """One noisy base quantity with its calibration."""
+
+    quantity: Quantity
+    column: str | None
+    calibration: Calibration
+    quantile: Fraction | None = None
+    bounds: Bounds | None = None
+    candidates: int = 0
+
+    @property
+    def key(self) -> str:
+        """Canonical name of the quantity."""
+        suffix = f", {self.quantile}" if self.quantile is not None else ""
+        return f"{self.quantity.value}({self.column or '*'}{suffix})"
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """Everything needed to execute and release a query, fixed before any data is read."""
+
+    query: ValidatedQuery
+    epsilon: float
+    delta: float
+    grouping: Grouping
+    public_groups: tuple[tuple[Any, ...], ...]
+    quantities: tuple[PlannedQuantity, ...]
+    selection: Calibration | None
+    min_group_size: int
+    epsilon_spent: float
+    delta_spent: float
+    summary: QuerySummary
+
+    def quantity(self, quantity: Quantity, column: str | None) -> PlannedQuantity:
+        """The planned quantity of that kind and column."""
+        return next(q for q in self.quantities if q.quantity is quantity and q.column == column)
+
+    def bounds(self, column: str) -> Bounds:
+        """Fixed-point bounds of a measure column."""
+        return measure_bounds(self.query, column)
+
+
+def needed_quantities(spec: AggregateSpec) -> list[tuple[Quantity, str | None, Fraction | None]]:
+    """The base quantities an aggregate is computed from."""
+    column = spec.column
+    if spec.kind is AggregateKind.COUNT:
+        return [(Quantity.ROWS, None, None)] if column is None else [(Quantity.NONNULL, column, None)]
+    if spec.kind is AggregateKind.COUNT_DISTINCT:
+        return [(Quantity.UNITS, column, None)]
+    if spec.kind is AggregateKind.SUM:
+        return [(Quantity.SUM, column, None)]
+    if spec.kind is AggregateKind.AVG:
+        return [(Quantity.CENTERED_SUM, column, None), (Quantity.NONNULL, column, None)]
+    if spec.kind in (AggregateKind.VARIANCE, AggregateKind.STDDEV):
+        return [
+            (Quantity.CENTERED_SUM, column, None),
+            (Quantity.CENTERED_SUMSQ, column, None),
+            (Quantity.NONNULL, column, None),
+        ]
+    assert spec.quantile is not None
+    return [(Quantity.QUANTILE, column, quantile_fraction(spec.quantile))]
+
+
+def quantile_fraction(q: float) -> Fraction:
+    """The quantile as a fraction with denominator at most 1000 (the score's integer weights)."""
+    return Fraction(q).limit_denominator(1000)
+
+
+def measure_bounds(query: ValidatedQuery, column: str) -> Bounds:
+    """Clamping bounds of ``column`` in its stored fixed-point units."""
+    spec: ColumnSpec | None = query.table.column(column)
+    stored = query.stored.column(column)
+    assert spec is not None and stored is not None
+    assert spec.lower is not None and spec.upper is not None
+    factor = 10**stored.clamped_scale
+    return Bounds(
+        round(spec.lower * factor), round(spec.upper * factor), stored.clamped_scale
+    )
+
+
+def sensitivity(
+    quantity: Quantity, k: int, groups: int | None, bounds: Bounds | None, q: Fraction | None
+) -> int:
+    """L1 sensitivity over all groups (L-inf per group for quantile scores), in stored units."""
+    touched = k if groups is None else min(k, groups)
+    if quantity in (Quantity.ROWS, Quantity.NONNULL):
+        return k
+    if quantity is Quantity.UNITS:
+        return touched
+    assert bounds is not None
+    if quantity is Quantity.SUM:
+        return k * max(abs(bounds.lower), abs(bounds.upper))
+    if quantity is Quantity.CENTERED_SUM:
+        return k * (bounds.upper - bounds.lower)
+    if quantity is Quantity.CENTERED_SUMSQ:
+        return k * (bounds.upper - bounds.lower) ** 2
+    assert q is not None
+    return k * max(q.numerator, q.denominator - q.numerator)
+
+
+def build_plan(
+    query: ValidatedQuery,
+    epsilon: float,
+    delta: float,
+    *,
+    min_group_size: int,
+    max_key_cells: int,
+    quantile_candidates: int,
+) -> QueryPlan:
+    """Split ``epsilon`` (and ``delta``) across the query's base quantities and calibrate each."""
+    check_budget_request(epsilon, delta)
+    k = query.max_rows_per_unit
+    grouping, public_groups = _grouping(query, delta, max_key_cells)
+    wanted: list[tuple[Quantity, str | None, Fraction | None]] = []
+    for spec in query.aggregates:
+        for item in needed_quantities(spec):
+            if item not in wanted:
+                wanted.append(item)
+    needs_rows = grouping is Grouping.THRESHOLD or min_group_size > 0
+    if needs_rows and (Quantity.ROWS, None, None) not in wanted:
+        wanted.append((Quantity.ROWS, None, None))
+
+    share = epsilon / len(wanted)
+    groups = len(public_groups) if grouping is Grouping.PUBLIC_KEYS else (
+        1 if grouping is Grouping.NONE else None
+    )
+    planned: list[PlannedQuantity] = []
+    selection: Calibration | None = None
+    for quantity, column, q in wanted:
+        bounds = measure_bounds(query, column) if quantity not in (
+            Quantity.ROWS, Quantity.NONNULL, Quantity.UNITS
+        ) and column is not None else None
+        delta_ = sensitivity(quantity, k, groups, bounds, q)
+        candidates = 0
+        if quantity is Quantity.ROWS and grouping is Grouping.THRESHOLD:
+            selection = mechanisms.laplace_threshold(k, share, delta)
+            calibration = selection
+        elif quantity is Quantity.QUANTILE:
+            per_group = share / (1 if groups == 1 else (k if groups is None else min(k, groups)))
+            calibration = mechanisms.noisy_max(delta_, per_group)
+            assert bounds is not None
+            candidates = min(quantile_candidates, bounds.upper - bounds.lower + 1)
+        elif quantity is Quantity.CENTERED_SUMSQ:
+            calibration = mechanisms.float_laplace(float(delta_) * (1 + 2**-40), share)
+        else:
+            calibration = mechanisms.integer_laplace(delta_, share)
+        planned.append(PlannedQuantity(quantity, column, calibration, q, bounds, candidates))
+
+    loss = sum(_epsilon_of(p, groups, k) for p in planned)
+    if loss > epsilon * (1 + 1e-9) or (selection is not None and selection.delta > delta):
+        raise AssertionError("plan exceeds the requested budget")  # pragma: no cover
+    summary = QuerySummary(
+        dataset=query.record.name,
+        dataset_version=query.record.version,
+        table=query.table.name,
+        columns=query.columns_used,
+        aggregates=frozenset(s.kind for s in query.aggregates),
+        group_by=tuple(g.name for g in query.group_keys),
+        epsilon=epsilon,
+        delta=delta,
+        normalized_sql=query.normalized_sql,
+        fingerprint=fingerprint(
+            query.record.name, query.record.version, query.normalized_sql, repr(epsilon),
+            repr(delta), str(min_group_size),
+        ),
+    )
+    return QueryPlan(
+        query=query,
+        epsilon=epsilon,
+        delta=delta,
+        grouping=grouping,
+        public_groups=tuple(public_groups),
+        quantities=tuple(planned),
+        selection=selection,
+        min_group_size=min_group_size,
+        epsilon_spent=epsilon,
+        delta_spent=delta if selection is not None else 0.0,
+        summary=summary,
+    )
+
+
+def _epsilon_of(planned: PlannedQuantity, groups: int | None, k: int) -> float:
+    """Privacy loss of one planned quantity over all groups (quantiles run once per group)."""
+    if planned.quantity is Quantity.QUANTILE:
+        touched = 1 if groups == 1 else (k if groups is None else min(k, groups))
+        return planned.calibration.epsilon * touched
+    return planned.calibration.epsilon
+
+
+def check_budget_request(epsilon: float, delta: float) -> None:
+    """Epsilon must be positive and finite, delta in [0, 1)."""
+    if not (isinstance(epsilon, int | float) and math.isfinite(epsilon) and epsilon > 0):
+        raise InvalidRequest("epsilon must be a positive finite number.", code="request.epsilon")
+    if not (isinstance(delta, int | float) and math.isfinite(delta) and 0 <= delta < 1):
+        raise InvalidRequest("delta must be in [0, 1).", code="request.delta")
+
+
+def _grouping(
+    query: ValidatedQuery, delta: float, max_cells: int
+) -> tuple[Grouping, list[tuple[Any, ...]]]:
+    if not query.group_keys:
+        return Grouping.NONE, [()]
+    if all(g.public_keys is not None for g in query.group_keys):
+        cells = math.prod(len(g.public_keys or ()) for g in query.group_keys)
+        if cells > max_cells:
+            raise QueryRejected(
+                "sql.too_many_groups",
+                f"GROUP BY would produce {cells} public key combinations; the limit is {max_cells}. "
+                "Group by fewer columns.",
+            )
+        return Grouping.PUBLIC_KEYS, list(
+            itertools.product(*(g.public_keys or () for g in query.group_keys))
+        )
+    if delta <= 0:
+        missing = ", ".join(g.name for g in query.group_keys if g.public_keys is None)
+        raise QueryRejected(
+            "sql.group_keys_need_delta",
+            f"GROUP BY {missing} has no public key list, so groups must be selected privately: "
+            "pass delta > 0 (e.g. 1e-6), or group by columns with public keys.",
+        )
+    return Grouping.THRESHOLD, []
