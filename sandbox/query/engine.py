@@ -1,0 +1,199 @@
+"""The DP SQL engine: ``Engine(catalog).query(dataset, sql, epsilon)`` -> noisy ``Result``.
+
+``plan`` validates and calibrates from the query text and metadata only; ``execute`` reads data.
+The gateway calls them separately so that the policy check and the budget reservation happen in
+between; ``query`` runs both for library use.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.catalog.models import DatasetRecord
+from sandbox.catalog.registry import Catalog
+from sandbox.errors import PayloadTooLarge
+from sandbox.query.execute import LockedDatabase
+from sandbox.query.parse import parse_select
+from sandbox.query.plan import Quantity, QueryPlan, build_plan
+from sandbox.query.release import exact_from_rows, release
+from sandbox.query.result import Result
+from sandbox.query.rewrite import aggregate_sql, exact_columns, quantile_sql
+from sandbox.query.validate import validate
+from sandbox.settings import Settings
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Cost and expected accuracy of a query, computed without reading data."""
+
+    dataset: str
+    epsilon: float
+    delta: float
+    grouping: str
+    groups: int | None
+    aggregates: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "dataset": self.dataset,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "grouping": self.grouping,
+            "groups": self.groups,
+            "aggregates": self.aggregates,
+        }
+
+
+class Engine:
+    """Plans, executes and releases DP queries over a catalog's datasets."""
+
+    def __init__(self, catalog: Catalog, settings: Settings | None = None) -> None:
+        self.catalog = catalog
+        self.settings = settings or Settings()
+        self._databases: dict[tuple[str, str], LockedDatabase] = {}
+        self._lock = threading.Lock()
+
+    def plan(
+        self, dataset: str, sql: str, epsilon: float, delta: float = 0.0, *, min_group_size: int = 0
+    ) -> QueryPlan:
+        """Validate ``sql`` and calibrate its noise; no data is read."""
+        if len(sql) > self.settings.max_sql_length:
+            raise PayloadTooLarge(
+                f"The SQL text is {len(sql)} characters; the limit is {self.settings.max_sql_length}.",
+                code="request.sql_too_long",
+            )
+        record = self.catalog.get(dataset)
+        return self.plan_for(record, sql, epsilon, delta, min_group_size=min_group_size)
+
+    def plan_for(
+        self,
+        record: DatasetRecord,
+        sql: str,
+        epsilon: float,
+        delta: float = 0.0,
+        *,
+        min_group_size: int = 0,
+    ) -> QueryPlan:
+        """``plan`` for an already loaded dataset record."""
+        if epsilon > self.settings.max_epsilon_per_query:
+            from sandbox.errors import InvalidRequest  # noqa: PLC0415
+
+            raise InvalidRequest(
+                f"epsilon {epsilon:g} exceeds the service ceiling of "
+                f"{self.settings.max_epsilon_per_query:g} per query.",
+                code="request.epsilon",
+            )
+        validated = validate(parse_select(sql), record)
+        return build_plan(
+            validated,
+            epsilon,
+            delta,
+            min_group_size=min_group_size,
+            max_key_cells=self.settings.max_public_key_cells,
+            quantile_candidates=self.settings.quantile_candidates,
+        )
+
+    def execute(self, plan: QueryPlan) -> Result:
+        """Run the plan's SQL on the locked-down database and release noisy values."""
+        database = self._database(plan.query.record)
+        timeout = self.settings.query_timeout_s
+        names = [c.name for c in exact_columns(plan)]
+        rows = database.run(aggregate_sql(plan), timeout) if names or not plan.query.group_keys else []
+        if not names:
+            rows = []
+        quantile_rows = {
+            p.key: database.run(quantile_sql(plan, p), timeout)
+            for p in plan.quantities
+            if p.quantity is Quantity.QUANTILE
+        }
+        return release(plan, exact_from_rows(plan, rows, names, quantile_rows))
+
+    def query(
+        self, dataset: str, sql: str, epsilon: float, delta: float = 0.0, *, min_group_size: int = 0
+    ) -> Result:
+        """Plan and execute in one call."""
+        return self.execute(self.plan(dataset, sql, epsilon, delta, min_group_size=min_group_size))
+
+    def estimate(
+        self, dataset: str, sql: str, epsilon: float, delta: float = 0.0, *, min_group_size: int = 0
+    ) -> Estimate:
+        """Cost and expected accuracy of ``sql``, without touching data."""
+        return estimate_of(self.plan(dataset, sql, epsilon, delta, min_group_size=min_group_size))
+
+    def close(self) -> None:
+        """Close every open database."""
+        with self._lock:
+            for database in self._databases.values():
+                database.close()
+            self._databases.clear()
+
+    def _database(self, record: DatasetRecord) -> LockedDatabase:
+        key = (record.name, record.version)
+        with self._lock:
+            database = self._databases.get(key)
+            if database is None:
+                for stale in [k for k in self._databases if k[0] == record.name]:
+                    self._databases.pop(stale).close()
+                database = LockedDatabase(
+                    self.catalog.database_path(record.name),
+                    memory_limit=self.settings.duckdb_memory_limit,
+                    threads=self.settings.duckdb_threads,
+                )
+                self._databases[key] = database
+            return database
+
+
+def estimate_of(plan: QueryPlan) -> Estimate:
+    """The data-free description of a plan's cost and noise."""
+    aggregates = []
+    for output in plan.query.outputs:
+        if output.aggregate is None:
+            continue
+        spec = plan.query.aggregates[output.aggregate]
+        quantities = [
+            p for p in plan.quantities
+            if (p.column == spec.column or p.quantity is Quantity.ROWS and spec.column is None)
+            and _feeds(spec.kind.value, p.quantity)
+        ]
+        unit = plan.bounds(spec.column).unit if spec.column and spec.kind.value not in (
+            "count", "count_distinct") else 1.0
+        ci = None
+        if spec.kind.value in ("count", "count_distinct", "sum") and quantities:
+            raw = quantities[0].calibration.ci95()
+            ci = None if raw is None else raw * unit
+        aggregates.append(
+            {
+                "column": output.name,
+                "aggregate": spec.key,
+                "mechanisms": [{"quantity": p.key, **p.calibration.public()} for p in quantities],
+                "ci95": ci,
+                "note": "" if ci is not None else "CI depends on the group size; see docs/dp.md",
+            }
+        )
+    groups = len(plan.public_groups) if plan.grouping.value != "threshold" else None
+    return Estimate(
+        dataset=plan.query.record.name,
+        epsilon=plan.epsilon,
+        delta=plan.delta_spent,
+        grouping=plan.grouping.value,
+        groups=groups,
+        aggregates=aggregates,
+    )
+
+
+_FEEDS = {
+    "count": {Quantity.ROWS, Quantity.NONNULL},
+    "count_distinct": {Quantity.UNITS},
+    "sum": {Quantity.SUM},
+    "avg": {Quantity.CENTERED_SUM, Quantity.NONNULL},
+    "variance": {Quantity.CENTERED_SUM, Quantity.CENTERED_SUMSQ, Quantity.NONNULL},
+    "stddev": {Quantity.CENTERED_SUM, Quantity.CENTERED_SUMSQ, Quantity.NONNULL},
+    "quantile": {Quantity.QUANTILE},
+}
+
+
+def _feeds(kind: str, quantity: Quantity) -> bool:
+    return quantity in _FEEDS[kind]

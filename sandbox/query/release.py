@@ -1,0 +1,357 @@
+"""Turn exact aggregates into a release: add OpenDP noise, post-process, then apply HAVING,
+ORDER BY and LIMIT to noisy values only. Exact values never leave this module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from sandbox.query import mechanisms
+from sandbox.query.plan import Grouping, PlannedQuantity, Quantity, QueryPlan, quantile_fraction
+from sandbox.query.result import ColumnAccuracy, Result
+from sandbox.query.rewrite import quantile_step
+from sandbox.query.summary import AggregateKind
+from sandbox.query.validate import AggregateSpec
+
+GroupKey = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Exact:
+    """Exact aggregates per group, as DuckDB returned them (kept inside the engine)."""
+
+    groups: dict[str, tuple[GroupKey, dict[str, int]]]
+    buckets: dict[str, dict[str, list[tuple[int, bool, int]]]]
+
+
+def key_text(key: Sequence[Any]) -> str:
+    """A canonical text for a group key, equal for equal values of YAML keys and DuckDB values."""
+    return json.dumps([None if v is None else str(v) for v in key])
+
+
+def exact_from_rows(
+    plan: QueryPlan,
+    rows: list[tuple[Any, ...]],
+    names: list[str],
+    quantile_rows: dict[str, list[tuple[Any, ...]]],
+) -> Exact:
+    """Index DuckDB's rows by group key."""
+    width = len(plan.query.group_keys)
+    groups: dict[str, tuple[GroupKey, dict[str, int]]] = {}
+    for row in rows:
+        key = tuple(row[:width])
+        values = {name: int(v or 0) for name, v in zip(names, row[width:], strict=True)}
+        groups[key_text(key)] = (key, values)
+    buckets: dict[str, dict[str, list[tuple[int, bool, int]]]] = {}
+    for name, qrows in quantile_rows.items():
+        per_group: dict[str, list[tuple[int, bool, int]]] = {}
+        for row in qrows:
+            per_group.setdefault(key_text(row[:width]), []).append(
+                (int(row[width]), bool(row[width + 1]), int(row[width + 2]))
+            )
+        buckets[name] = per_group
+    return Exact(groups, buckets)
+
+
+def release(plan: QueryPlan, exact: Exact) -> Result:
+    """Noisy answer of ``plan`` from ``exact``."""
+    keys, key_values, counts_released = _groups(plan, exact)
+    noisy: dict[str, list[float]] = {}
+    for planned in plan.quantities:
+        if planned.quantity is Quantity.QUANTILE:
+            noisy[planned.key] = [_quantile(plan, planned, exact, k) for k in keys]
+        elif planned.quantity is Quantity.ROWS and counts_released is not None:
+            noisy[planned.key] = [float(counts_released[k]) for k in keys]
+        else:
+            values = [_exact_value(plan, planned, exact.groups.get(k)) for k in keys]
+            if planned.calibration.mechanism == "laplace":
+                noisy[planned.key] = mechanisms.release_floats(planned.calibration, values)
+            else:
+                released = mechanisms.release_integers(planned.calibration, [int(v) for v in values])
+                noisy[planned.key] = [float(v) for v in released]
+
+    aggregates = [_aggregate(plan, spec, noisy, len(keys)) for spec in plan.query.aggregates]
+    suppressed = _suppress(plan, noisy, aggregates, len(keys))
+    order = _post_order(plan, key_values, aggregates)
+    columns, rows, accuracy = _outputs(plan, key_values, aggregates, order)
+    return Result(
+        columns=columns,
+        rows=rows,
+        epsilon=plan.epsilon,
+        delta=plan.delta_spent,
+        accuracy=accuracy,
+        dataset=plan.query.record.name,
+        dataset_version=plan.query.record.version,
+        grouping=plan.grouping.value,
+        suppressed_rows=sum(1 for i in order if i in suppressed),
+        meta={
+            "mechanism_per_quantity": {p.key: p.calibration.public() for p in plan.quantities},
+            "threshold": plan.selection.threshold if plan.selection else None,
+        },
+    )
+
+
+# -- groups --------------------------------------------------------------------------------------
+
+
+def _groups(
+    plan: QueryPlan, exact: Exact
+) -> tuple[list[str], list[GroupKey], dict[str, int] | None]:
+    """Output group keys (as text and values) and, for threshold mode, the released counts."""
+    if plan.grouping is Grouping.NONE:
+        return [key_text(())], [()], None
+    if plan.grouping is Grouping.PUBLIC_KEYS:
+        values = list(plan.public_groups)
+        return [key_text(v) for v in values], values, None
+    assert plan.selection is not None
+    counts = {text: values.get("n", 0) for text, (_, values) in exact.groups.items()}
+    released = mechanisms.release_thresholded(plan.selection, counts)
+    selected = sorted(released, key=lambda t: _sort_key(exact.groups[t][0]))
+    return selected, [exact.groups[t][0] for t in selected], released
+
+
+def _sort_key(key: GroupKey) -> tuple[tuple[bool, str], ...]:
+    return tuple((v is None, str(v)) for v in key)
+
+
+# -- exact values and post-processing -------------------------------------------------------------
+
+
+def _exact_value(
+    plan: QueryPlan, planned: PlannedQuantity, group: tuple[GroupKey, dict[str, int]] | None
+) -> int:
+    values = group[1] if group is not None else {}
+    column = planned.column
+    if planned.quantity is Quantity.ROWS:
+        return values.get("n", 0)
+    if planned.quantity is Quantity.UNITS:
+        return values.get("u", 0)
+    count = values.get(f"c_{column}", 0)
+    if planned.quantity is Quantity.NONNULL:
+        return count
+    total = values.get(f"s_{column}", 0)
+    if planned.quantity is Quantity.SUM:
+        return total
+    assert planned.bounds is not None
+    shift = planned.bounds.lower + planned.bounds.upper
+    if planned.quantity is Quantity.CENTERED_SUM:
+        return 2 * total - shift * count
+    squares = values.get(f"q_{column}", 0)
+    return 4 * squares - 4 * shift * total + shift * shift * count
+
+
+def _quantile(plan: QueryPlan, planned: PlannedQuantity, exact: Exact, group: str) -> float:
+    """Noisy-max over the candidate grid with scores |(1-q)·#below - q·#above| (integer form)."""
+    assert planned.bounds is not None and planned.quantile is not None
+    step = quantile_step(planned)
+    below_weight = planned.quantile.denominator - planned.quantile.numerator
+    above_weight = planned.quantile.numerator
+    counts = [0] * planned.candidates
+    on_grid = [0] * planned.candidates
+    total = 0
+    for bucket, exact_hit, n in exact.buckets.get(planned.key, {}).get(group, []):
+        total += n
+        index = min(max(bucket, 0), planned.candidates)
+        if index < planned.candidates:
+            counts[index] += n
+            if exact_hit:
+                on_grid[index] += n
+    scores = []
+    below = 0
+    for i in range(planned.candidates):
+        above = total - below - on_grid[i]
+        scores.append(abs(below_weight * below - above_weight * above))
+        below += counts[i]
+    index = mechanisms.release_argmin(planned.calibration, scores)
+    return (planned.bounds.lower + index * step) * planned.bounds.unit
+
+
+@dataclass
+class Released:
+    """Noisy values and 95% CI half-widths of one aggregate, per group."""
+
+    spec: AggregateSpec
+    values: list[float | int | None]
+    ci95: list[float | None]
+    quantities: list[PlannedQuantity]
+    note: str = ""
+
+
+def _aggregate(
+    plan: QueryPlan, spec: AggregateSpec, noisy: dict[str, list[float]], groups: int
+) -> Released:
+    column = spec.column
+
+    def get(quantity: Quantity) -> tuple[PlannedQuantity, list[float]]:
+        planned = plan.quantity(quantity, column if quantity is not Quantity.ROWS else None)
+        return planned, noisy[planned.key]
+
+    if spec.kind is AggregateKind.COUNT or spec.kind is AggregateKind.COUNT_DISTINCT:
+        quantity = (
+            Quantity.UNITS
+            if spec.kind is AggregateKind.COUNT_DISTINCT
+            else Quantity.ROWS
+            if column is None
+            else Quantity.NONNULL
+        )
+        planned, values = get(quantity)
+        ci = planned.calibration.ci95()
+        return Released(spec, [max(0, int(v)) for v in values], [ci] * groups, [planned])
+    if spec.kind is AggregateKind.QUANTILE:
+        assert spec.quantile is not None
+        wanted = quantile_fraction(spec.quantile)
+        planned = next(
+            p
+            for p in plan.quantities
+            if p.quantity is Quantity.QUANTILE and p.column == column and p.quantile == wanted
+        )
+        return Released(
+            spec, list(noisy[planned.key]), [None] * groups, [planned],
+            "exponential mechanism over a grid of candidates; no additive CI",
+        )
+    bounds = plan.bounds(column or "")
+    unit = bounds.unit
+    if spec.kind is AggregateKind.SUM:
+        planned, values = get(Quantity.SUM)
+        ci = planned.calibration.ci95()
+        return Released(
+            spec,
+            [_number(v * unit, bounds.scale) for v in values],
+            [None if ci is None else ci * unit] * groups,
+            [planned],
+        )
+    sum_planned, centered = get(Quantity.CENTERED_SUM)
+    count_planned, counts = get(Quantity.NONNULL)
+    ci_sum = sum_planned.calibration.ci95() or 0.0
+    ci_count = count_planned.calibration.ci95() or 0.0
+    mid = (bounds.lower + bounds.upper) / 2
+    half_range = (bounds.upper - bounds.lower) / 2
+    if spec.kind is AggregateKind.AVG:
+        values: list[float | int | None] = []
+        cis: list[float | None] = []
+        for s, n in zip(centered, counts, strict=True):
+            size = max(n, 1.0)
+            offset = max(-half_range, min(half_range, s / (2 * size)))
+            values.append((mid + offset) * unit)
+            cis.append((ci_sum / 2 + abs(offset) * ci_count) / size * unit)
+        return Released(
+            spec, values, cis, [sum_planned, count_planned],
+            "CI propagated from the noisy sum and count (approximate)",
+        )
+    sq_planned, squares = get(Quantity.CENTERED_SUMSQ)
+    ci_sq = sq_planned.calibration.ci95() or 0.0
+    values = []
+    cis = []
+    for s, q, n in zip(centered, squares, counts, strict=True):
+        size = max(n, 2.0)
+        y1, y2 = s / 2, q / 4
+        variance = min(max((y2 - y1 * y1 / size) / (size - 1), 0.0), half_range**2)
+        ci_var = (ci_sq / 4 + abs(y1) / size * ci_sum) / (size - 1)
+        if spec.kind is AggregateKind.VARIANCE:
+            values.append(variance * unit * unit)
+            cis.append(ci_var * unit * unit)
+        else:
+            std = math.sqrt(variance)
+            values.append(std * unit)
+            cis.append((ci_var / (2 * std) if std > 0 else math.sqrt(ci_var)) * unit)
+    return Released(
+        spec, values, cis, [sum_planned, sq_planned, count_planned],
+        "CI propagated from the noisy sums and count (approximate)",
+    )
+
+
+def _number(value: float, scale: int) -> float | int:
+    return round(value) if scale == 0 else round(value, scale)
+
+
+def _suppress(
+    plan: QueryPlan, noisy: dict[str, list[float]], aggregates: list[Released], groups: int
+) -> set[int]:
+    """Blank the aggregates of groups whose noisy row count is below the minimum group size."""
+    if plan.min_group_size <= 0:
+        return set()
+    counts = noisy[plan.quantity(Quantity.ROWS, None).key]
+    suppressed = {i for i in range(groups) if counts[i] < plan.min_group_size}
+    for released in aggregates:
+        for i in suppressed:
+            released.values[i] = None
+            released.ci95[i] = None
+    return suppressed
+
+
+# -- HAVING, ORDER BY, LIMIT on the released table -----------------------------------------------
+
+
+def _post_order(plan: QueryPlan, keys: list[GroupKey], aggregates: list[Released]) -> list[int]:
+    """Indices of the released rows that pass HAVING, in ORDER BY order, cut at LIMIT."""
+    query = plan.query
+    indices = list(range(len(keys)))
+    if query.having is None and not query.order and query.limit is None:
+        return indices
+    data: dict[str, list[Any]] = {"_row": indices}
+    for i in range(len(query.group_keys)):
+        data[f"_g{i}"] = [k[i] for k in keys]
+    for i, released in enumerate(aggregates):
+        data[f"_a{i}"] = [None if v is None else float(v) for v in released.values]
+    table = pa.table({name: _arrow_column(values) for name, values in data.items()})
+    select = exp.select(exp.column("_row")).from_("released")
+    if query.having is not None:
+        select = select.where(query.having.copy())
+    if query.order:
+        select = select.order_by(*[o.copy() for o in query.order])
+    if query.limit is not None:
+        select = select.limit(query.limit)
+    connection = duckdb.connect(config={"enable_external_access": False})
+    try:
+        connection.register("released", table)
+        return [int(r[0]) for r in connection.execute(select.sql(dialect="duckdb")).fetchall()]
+    finally:
+        connection.close()
+
+
+def _arrow_column(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values])
+
+
+def _outputs(
+    plan: QueryPlan, keys: list[GroupKey], aggregates: list[Released], order: list[int]
+) -> tuple[list[str], list[list[Any]], list[ColumnAccuracy]]:
+    outputs = plan.query.outputs
+    columns = [o.name for o in outputs]
+    rows = []
+    for i in order:
+        row: list[Any] = []
+        for output in outputs:
+            if output.group is not None:
+                row.append(keys[i][output.group])
+            else:
+                row.append(aggregates[output.aggregate or 0].values[i])
+        rows.append(row)
+    accuracy = []
+    for output in outputs:
+        if output.aggregate is None:
+            continue
+        released = aggregates[output.aggregate]
+        accuracy.append(
+            ColumnAccuracy(
+                column=output.name,
+                aggregate=released.spec.key,
+                mechanisms=[
+                    {"quantity": p.key, **p.calibration.public()} for p in released.quantities
+                ],
+                ci95=[released.ci95[i] for i in order],
+                note=released.note,
+            )
+        )
+    return columns, rows, accuracy
