@@ -74,8 +74,11 @@ def quantile_sql(plan: QueryPlan, planned: PlannedQuantity) -> str:
     column = query.stored.column(planned.column)
     assert column is not None and column.clamped is not None
     step = quantile_step(planned)
-    offset = exp.Sub(
-        this=exp.column(column.clamped, quoted=True), expression=exp.Literal.number(planned.bounds.lower)
+    offset = exp.Paren(
+        this=exp.Sub(
+            this=exp.column(column.clamped, quoted=True),
+            expression=exp.Literal.number(planned.bounds.lower),
+        )
     )
     bucket = exp.IntDiv(this=offset.copy(), expression=exp.Literal.number(step))
     on_grid = exp.EQ(
