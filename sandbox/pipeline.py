@@ -32,13 +32,16 @@ class QueryPipeline:
     ) -> dict[str, Any]:
         """Release a noisy answer, or raise the error that names the broken rule."""
         plan = self._plan(principal, dataset, sql, epsilon, delta, record_rejection=True)
-        outcome = self.control.begin_query(
-            principal, plan.query.record, plan.summary, sql=sql
-        )
+        outcome = self.control.begin_query(principal, plan.query.record, plan.summary, sql=sql)
         if isinstance(outcome, CachedAnswer):
             return _answer(
-                outcome.query_id, outcome.answer, 0.0, 0.0, True,
-                outcome.epsilon_remaining, outcome.delta_remaining,
+                outcome.query_id,
+                outcome.answer,
+                epsilon=0.0,
+                delta=0.0,
+                cached=True,
+                epsilon_remaining=outcome.epsilon_remaining,
+                delta_remaining=outcome.delta_remaining,
             )
         try:
             result = self.engine.execute(plan)
@@ -48,8 +51,13 @@ class QueryPipeline:
         released = result.to_dict()
         self.control.complete_query(outcome, released)
         return _answer(
-            outcome.query_id, released, outcome.epsilon, outcome.delta, False,
-            outcome.epsilon_remaining, outcome.delta_remaining,
+            outcome.query_id,
+            released,
+            epsilon=outcome.epsilon,
+            delta=outcome.delta,
+            cached=False,
+            epsilon_remaining=outcome.epsilon_remaining,
+            delta_remaining=outcome.delta_remaining,
         )
 
     def estimate(
@@ -58,9 +66,7 @@ class QueryPipeline:
         """Cost, expected accuracy and budget after the query; reads no data, spends nothing."""
         plan = self._plan(principal, dataset, sql, epsilon, delta, record_rejection=False)
         policy = self.control.active_policy(principal, plan.query.record)
-        budget = next(
-            (b for b in self.control.budget(principal) if b.policy_id == policy.id), None
-        )
+        budget = next((b for b in self.control.budget(principal) if b.policy_id == policy.id), None)
         estimate = estimate_of(plan).to_dict()
         estimate["budget_after"] = {
             "epsilon_remaining": None if budget is None else budget.epsilon_remaining - plan.epsilon,
@@ -81,9 +87,7 @@ class QueryPipeline:
         try:
             record = self.catalog.get(dataset)
             policy = self.control.active_policy(principal, record)
-            return self.engine.plan_for(
-                record, sql, epsilon, delta, min_group_size=policy.min_group_size
-            )
+            return self.engine.plan_for(record, sql, epsilon, delta, min_group_size=policy.min_group_size)
         except SandboxError as error:
             if record_rejection:
                 self.control.reject_query(principal, dataset, sql, error)
@@ -93,6 +97,7 @@ class QueryPipeline:
 def _answer(
     query_id: str,
     released: dict[str, Any],
+    *,
     epsilon: float,
     delta: float,
     cached: bool,

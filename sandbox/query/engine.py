@@ -13,13 +13,14 @@ from typing import Any
 
 from sandbox.catalog.models import DatasetRecord
 from sandbox.catalog.registry import Catalog
-from sandbox.errors import PayloadTooLarge
+from sandbox.errors import InvalidRequest, PayloadTooLarge
 from sandbox.query.execute import LockedDatabase
 from sandbox.query.parse import parse_select
-from sandbox.query.plan import Quantity, QueryPlan, build_plan
+from sandbox.query.plan import Grouping, Quantity, QueryPlan, build_plan, needed_quantities
 from sandbox.query.release import exact_from_rows, release
 from sandbox.query.result import Result
 from sandbox.query.rewrite import aggregate_sql, exact_columns, quantile_sql
+from sandbox.query.summary import AggregateKind
 from sandbox.query.validate import validate
 from sandbox.settings import Settings
 
@@ -79,8 +80,6 @@ class Engine:
     ) -> QueryPlan:
         """``plan`` for an already loaded dataset record."""
         if epsilon > self.settings.max_epsilon_per_query:
-            from sandbox.errors import InvalidRequest  # noqa: PLC0415
-
             raise InvalidRequest(
                 f"epsilon {epsilon:g} exceeds the service ceiling of "
                 f"{self.settings.max_epsilon_per_query:g} per query.",
@@ -101,9 +100,7 @@ class Engine:
         database = self._database(plan.query.record)
         timeout = self.settings.query_timeout_s
         names = [c.name for c in exact_columns(plan)]
-        rows = database.run(aggregate_sql(plan), timeout) if names or not plan.query.group_keys else []
-        if not names:
-            rows = []
+        rows = database.run(aggregate_sql(plan), timeout) if names else []
         quantile_rows = {
             p.key: database.run(quantile_sql(plan, p), timeout)
             for p in plan.quantities
@@ -153,16 +150,11 @@ def estimate_of(plan: QueryPlan) -> Estimate:
         if output.aggregate is None:
             continue
         spec = plan.query.aggregates[output.aggregate]
-        quantities = [
-            p for p in plan.quantities
-            if (p.column == spec.column or p.quantity is Quantity.ROWS and spec.column is None)
-            and _feeds(spec.kind.value, p.quantity)
-        ]
-        unit = plan.bounds(spec.column).unit if spec.column and spec.kind.value not in (
-            "count", "count_distinct") else 1.0
+        quantities = [plan.planned(q, c, f) for q, c, f in needed_quantities(spec)]
         ci = None
-        if spec.kind.value in ("count", "count_distinct", "sum") and quantities:
+        if spec.kind in ADDITIVE:
             raw = quantities[0].calibration.ci95()
+            unit = plan.bounds(spec.column).unit if spec.kind is AggregateKind.SUM and spec.column else 1.0
             ci = None if raw is None else raw * unit
         aggregates.append(
             {
@@ -170,30 +162,17 @@ def estimate_of(plan: QueryPlan) -> Estimate:
                 "aggregate": spec.key,
                 "mechanisms": [{"quantity": p.key, **p.calibration.public()} for p in quantities],
                 "ci95": ci,
-                "note": "" if ci is not None else "CI depends on the group size; see docs/dp.md",
+                "note": "" if ci is not None else "the CI depends on the group size (docs/dp.md)",
             }
         )
-    groups = len(plan.public_groups) if plan.grouping.value != "threshold" else None
     return Estimate(
         dataset=plan.query.record.name,
         epsilon=plan.epsilon,
         delta=plan.delta_spent,
         grouping=plan.grouping.value,
-        groups=groups,
+        groups=None if plan.grouping is Grouping.THRESHOLD else len(plan.public_groups),
         aggregates=aggregates,
     )
 
 
-_FEEDS = {
-    "count": {Quantity.ROWS, Quantity.NONNULL},
-    "count_distinct": {Quantity.UNITS},
-    "sum": {Quantity.SUM},
-    "avg": {Quantity.CENTERED_SUM, Quantity.NONNULL},
-    "variance": {Quantity.CENTERED_SUM, Quantity.CENTERED_SUMSQ, Quantity.NONNULL},
-    "stddev": {Quantity.CENTERED_SUM, Quantity.CENTERED_SUMSQ, Quantity.NONNULL},
-    "quantile": {Quantity.QUANTILE},
-}
-
-
-def _feeds(kind: str, quantity: Quantity) -> bool:
-    return quantity in _FEEDS[kind]
+ADDITIVE = frozenset({AggregateKind.COUNT, AggregateKind.COUNT_DISTINCT, AggregateKind.SUM})

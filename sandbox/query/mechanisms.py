@@ -73,11 +73,14 @@ def integer_laplace(sensitivity: int, epsilon: float) -> Calibration:
     def make(scale: float) -> Measurement:
         return measurements.make_laplace(domain, metric, scale=scale)
 
-    measurement, scale = _widen_until(
-        make, sensitivity, sensitivity / epsilon, lambda eps: eps <= epsilon
-    )
+    measurement, scale = _widen_until(make, sensitivity, sensitivity / epsilon, lambda eps: eps <= epsilon)
     return Calibration(
-        "discrete_laplace", sensitivity, scale, float(measurement.map(sensitivity)), 0.0, None,
+        "discrete_laplace",
+        sensitivity,
+        scale,
+        float(measurement.map(sensitivity)),
+        0.0,
+        None,
         measurement,
     )
 
@@ -91,9 +94,7 @@ def float_laplace(sensitivity: float, epsilon: float) -> Calibration:
     def make(scale: float) -> Measurement:
         return measurements.make_laplace(domain, metric, scale=scale)
 
-    measurement, scale = _widen_until(
-        make, sensitivity, sensitivity / epsilon, lambda eps: eps <= epsilon
-    )
+    measurement, scale = _widen_until(make, sensitivity, sensitivity / epsilon, lambda eps: eps <= epsilon)
     return Calibration(
         "laplace", sensitivity, scale, float(measurement.map(sensitivity)), 0.0, None, measurement
     )
@@ -126,9 +127,7 @@ def laplace_threshold(max_rows: int, epsilon: float, delta: float) -> Calibratio
         low, high = (low, middle) if fits(middle) else (middle, high)
     measurement = make(high)
     eps, dlt = measurement.map(d_in)
-    return Calibration(
-        "laplace_threshold", max_rows, scale, float(eps), float(dlt), high, measurement
-    )
+    return Calibration("laplace_threshold", max_rows, scale, float(eps), float(dlt), high, measurement)
 
 
 @lru_cache(maxsize=1024)

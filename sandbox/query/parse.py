@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from sqlglot import ParseError, TokenError, exp, parse
 
@@ -25,7 +26,7 @@ def parse_select(sql: str) -> exp.Select:
         raise QueryRejected(
             "sql.multiple_statements", "Send exactly one SELECT statement per query (found several)."
         )
-    statement = statements[0]
+    statement = cast(exp.Expression, statements[0])
     if isinstance(statement, exp.SetOperation):
         raise QueryRejected(
             "sql.set_operation",

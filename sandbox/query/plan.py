@@ -90,9 +90,16 @@ class QueryPlan:
     delta_spent: float
     summary: QuerySummary
 
-    def quantity(self, quantity: Quantity, column: str | None) -> PlannedQuantity:
-        """The planned quantity of that kind and column."""
-        return next(q for q in self.quantities if q.quantity is quantity and q.column == column)
+    def planned(
+        self, quantity: Quantity, column: str | None, quantile: Fraction | None = None
+    ) -> PlannedQuantity:
+        """The planned quantity of that kind, column (None for rows) and quantile."""
+        column = None if quantity is Quantity.ROWS else column
+        return next(
+            p
+            for p in self.quantities
+            if p.quantity is quantity and p.column == column and p.quantile == quantile
+        )
 
     def bounds(self, column: str) -> Bounds:
         """Fixed-point bounds of a measure column."""
@@ -132,9 +139,7 @@ def measure_bounds(query: ValidatedQuery, column: str) -> Bounds:
     assert spec is not None and stored is not None
     assert spec.lower is not None and spec.upper is not None
     factor = 10**stored.clamped_scale
-    return Bounds(
-        round(spec.lower * factor), round(spec.upper * factor), stored.clamped_scale
-    )
+    return Bounds(round(spec.lower * factor), round(spec.upper * factor), stored.clamped_scale)
 
 
 def sensitivity(
@@ -180,15 +185,17 @@ def build_plan(
         wanted.append((Quantity.ROWS, None, None))
 
     share = epsilon / len(wanted)
-    groups = len(public_groups) if grouping is Grouping.PUBLIC_KEYS else (
-        1 if grouping is Grouping.NONE else None
+    groups = (
+        len(public_groups) if grouping is Grouping.PUBLIC_KEYS else (1 if grouping is Grouping.NONE else None)
     )
     planned: list[PlannedQuantity] = []
     selection: Calibration | None = None
     for quantity, column, q in wanted:
-        bounds = measure_bounds(query, column) if quantity not in (
-            Quantity.ROWS, Quantity.NONNULL, Quantity.UNITS
-        ) and column is not None else None
+        bounds = (
+            measure_bounds(query, column)
+            if quantity not in (Quantity.ROWS, Quantity.NONNULL, Quantity.UNITS) and column is not None
+            else None
+        )
         delta_ = sensitivity(quantity, k, groups, bounds, q)
         candidates = 0
         if quantity is Quantity.ROWS and grouping is Grouping.THRESHOLD:
@@ -219,8 +226,12 @@ def build_plan(
         delta=delta,
         normalized_sql=query.normalized_sql,
         fingerprint=fingerprint(
-            query.record.name, query.record.version, query.normalized_sql, repr(epsilon),
-            repr(delta), str(min_group_size),
+            query.record.name,
+            query.record.version,
+            query.normalized_sql,
+            repr(epsilon),
+            repr(delta),
+            str(min_group_size),
         ),
     )
     return QueryPlan(
@@ -254,9 +265,7 @@ def check_budget_request(epsilon: float, delta: float) -> None:
         raise InvalidRequest("delta must be in [0, 1).", code="request.delta")
 
 
-def _grouping(
-    query: ValidatedQuery, delta: float, max_cells: int
-) -> tuple[Grouping, list[tuple[Any, ...]]]:
+def _grouping(query: ValidatedQuery, delta: float, max_cells: int) -> tuple[Grouping, list[tuple[Any, ...]]]:
     if not query.group_keys:
         return Grouping.NONE, [()]
     if all(g.public_keys is not None for g in query.group_keys):
@@ -267,9 +276,7 @@ def _grouping(
                 f"GROUP BY would produce {cells} public key combinations; the limit is {max_cells}. "
                 "Group by fewer columns.",
             )
-        return Grouping.PUBLIC_KEYS, list(
-            itertools.product(*(g.public_keys or () for g in query.group_keys))
-        )
+        return Grouping.PUBLIC_KEYS, list(itertools.product(*(g.public_keys or () for g in query.group_keys)))
     if delta <= 0:
         missing = ", ".join(g.name for g in query.group_keys if g.public_keys is None)
         raise QueryRejected(

@@ -15,7 +15,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from sandbox.query import mechanisms
-from sandbox.query.plan import Grouping, PlannedQuantity, Quantity, QueryPlan, quantile_fraction
+from sandbox.query.plan import Grouping, PlannedQuantity, Quantity, QueryPlan, needed_quantities
 from sandbox.query.result import ColumnAccuracy, Result
 from sandbox.query.rewrite import quantile_step
 from sandbox.query.summary import AggregateKind
@@ -102,9 +102,7 @@ def release(plan: QueryPlan, exact: Exact) -> Result:
 # -- groups --------------------------------------------------------------------------------------
 
 
-def _groups(
-    plan: QueryPlan, exact: Exact
-) -> tuple[list[str], list[GroupKey], dict[str, int] | None]:
+def _groups(plan: QueryPlan, exact: Exact) -> tuple[list[str], list[GroupKey], dict[str, int] | None]:
     """Output group keys (as text and values) and, for threshold mode, the released counts."""
     if plan.grouping is Grouping.NONE:
         return [key_text(())], [()], None
@@ -185,53 +183,34 @@ class Released:
     note: str = ""
 
 
-def _aggregate(
-    plan: QueryPlan, spec: AggregateSpec, noisy: dict[str, list[float]], groups: int
-) -> Released:
+def _aggregate(plan: QueryPlan, spec: AggregateSpec, noisy: dict[str, list[float]], groups: int) -> Released:
     column = spec.column
-
-    def get(quantity: Quantity) -> tuple[PlannedQuantity, list[float]]:
-        planned = plan.quantity(quantity, column if quantity is not Quantity.ROWS else None)
-        return planned, noisy[planned.key]
-
-    if spec.kind is AggregateKind.COUNT or spec.kind is AggregateKind.COUNT_DISTINCT:
-        quantity = (
-            Quantity.UNITS
-            if spec.kind is AggregateKind.COUNT_DISTINCT
-            else Quantity.ROWS
-            if column is None
-            else Quantity.NONNULL
-        )
-        planned, values = get(quantity)
-        ci = planned.calibration.ci95()
-        return Released(spec, [max(0, int(v)) for v in values], [ci] * groups, [planned])
+    quantities = [plan.planned(q, c, f) for q, c, f in needed_quantities(spec)]
+    values_of = [noisy[p.key] for p in quantities]
+    if spec.kind in (AggregateKind.COUNT, AggregateKind.COUNT_DISTINCT):
+        ci = quantities[0].calibration.ci95()
+        return Released(spec, [max(0, int(v)) for v in values_of[0]], [ci] * groups, quantities)
     if spec.kind is AggregateKind.QUANTILE:
-        assert spec.quantile is not None
-        wanted = quantile_fraction(spec.quantile)
-        planned = next(
-            p
-            for p in plan.quantities
-            if p.quantity is Quantity.QUANTILE and p.column == column and p.quantile == wanted
-        )
         return Released(
-            spec, list(noisy[planned.key]), [None] * groups, [planned],
+            spec,
+            list(values_of[0]),
+            [None] * groups,
+            quantities,
             "exponential mechanism over a grid of candidates; no additive CI",
         )
     bounds = plan.bounds(column or "")
     unit = bounds.unit
     if spec.kind is AggregateKind.SUM:
-        planned, values = get(Quantity.SUM)
-        ci = planned.calibration.ci95()
+        ci = quantities[0].calibration.ci95()
         return Released(
             spec,
-            [_number(v * unit, bounds.scale) for v in values],
+            [_number(v * unit, bounds.scale) for v in values_of[0]],
             [None if ci is None else ci * unit] * groups,
-            [planned],
+            quantities,
         )
-    sum_planned, centered = get(Quantity.CENTERED_SUM)
-    count_planned, counts = get(Quantity.NONNULL)
-    ci_sum = sum_planned.calibration.ci95() or 0.0
-    ci_count = count_planned.calibration.ci95() or 0.0
+    centered, counts = values_of[0], values_of[-1]
+    ci_sum = quantities[0].calibration.ci95() or 0.0
+    ci_count = quantities[-1].calibration.ci95() or 0.0
     mid = (bounds.lower + bounds.upper) / 2
     half_range = (bounds.upper - bounds.lower) / 2
     if spec.kind is AggregateKind.AVG:
@@ -243,11 +222,10 @@ def _aggregate(
             values.append((mid + offset) * unit)
             cis.append((ci_sum / 2 + abs(offset) * ci_count) / size * unit)
         return Released(
-            spec, values, cis, [sum_planned, count_planned],
-            "CI propagated from the noisy sum and count (approximate)",
+            spec, values, cis, quantities, "CI propagated from the noisy sum and count (approximate)"
         )
-    sq_planned, squares = get(Quantity.CENTERED_SUMSQ)
-    ci_sq = sq_planned.calibration.ci95() or 0.0
+    squares = values_of[1]
+    ci_sq = quantities[1].calibration.ci95() or 0.0
     values = []
     cis = []
     for s, q, n in zip(centered, squares, counts, strict=True):
@@ -263,8 +241,7 @@ def _aggregate(
             values.append(std * unit)
             cis.append((ci_var / (2 * std) if std > 0 else math.sqrt(ci_var)) * unit)
     return Released(
-        spec, values, cis, [sum_planned, sq_planned, count_planned],
-        "CI propagated from the noisy sums and count (approximate)",
+        spec, values, cis, quantities, "CI propagated from the noisy sums and count (approximate)"
     )
 
 
@@ -278,7 +255,7 @@ def _suppress(
     """Blank the aggregates of groups whose noisy row count is below the minimum group size."""
     if plan.min_group_size <= 0:
         return set()
-    counts = noisy[plan.quantity(Quantity.ROWS, None).key]
+    counts = noisy[plan.planned(Quantity.ROWS, None).key]
     suppressed = {i for i in range(groups) if counts[i] < plan.min_group_size}
     for released in aggregates:
         for i in suppressed:
@@ -347,9 +324,7 @@ def _outputs(
             ColumnAccuracy(
                 column=output.name,
                 aggregate=released.spec.key,
-                mechanisms=[
-                    {"quantity": p.key, **p.calibration.public()} for p in released.quantities
-                ],
+                mechanisms=[{"quantity": p.key, **p.calibration.public()} for p in released.quantities],
                 ci95=[released.ci95[i] for i in order],
                 note=released.note,
             )

@@ -118,9 +118,7 @@ class ScalarChecker:
             left, right = self._string(node.this), self._string(node.expression)
             return Typed(type(node)(this=left.sql, expression=right.sql), Kind.BOOLEAN)
         if isinstance(node, exp.Escape):
-            raise QueryRejected(
-                "sql.like_escape", "LIKE ... ESCAPE is not allowed; use LIKE without ESCAPE."
-            )
+            raise QueryRejected("sql.like_escape", "LIKE ... ESCAPE is not allowed; use LIKE without ESCAPE.")
         if isinstance(node, wl.DATE_PARTS):
             self._only_args(node, "this")
             return Typed(type(node)(this=self._temporal(node.this).sql), Kind.NUMERIC)
@@ -192,9 +190,7 @@ class ScalarChecker:
     def _common_kind(self, left: Typed, right: Typed, what: str) -> Kind:
         kinds = {left.kind, right.kind} - {Kind.NULL}
         if Kind.OTHER in kinds:
-            raise QueryRejected(
-                "sql.type_mismatch", f"{what} is not defined for columns of this type."
-            )
+            raise QueryRejected("sql.type_mismatch", f"{what} is not defined for columns of this type.")
         if len(kinds) <= 1:
             return kinds.pop() if kinds else Kind.NULL
         if kinds <= wl.TEMPORAL:
@@ -207,9 +203,7 @@ class ScalarChecker:
 
     def _comparison(self, node: exp.Expression) -> Typed:
         self._only_args(node, "this", "expression")
-        left, right = self._comparable(
-            self.check(node.this), self.check(node.expression), describe(node)
-        )
+        left, right = self._comparable(self.check(node.this), self.check(node.expression), describe(node))
         return Typed(type(node)(this=left.sql, expression=right.sql), Kind.BOOLEAN)
 
     def _between(self, node: exp.Between) -> Typed:
@@ -234,9 +228,7 @@ class ScalarChecker:
         self._only_args(node, "this", "expression")
         target = node.expression
         if not isinstance(target, exp.Null | exp.Boolean):
-            raise QueryRejected(
-                "sql.function_not_allowed", "IS is only allowed with NULL, TRUE or FALSE."
-            )
+            raise QueryRejected("sql.function_not_allowed", "IS is only allowed with NULL, TRUE or FALSE.")
         value = self.check(node.this)
         return Typed(exp.Is(this=value.sql, expression=target.copy()), Kind.BOOLEAN)
 
@@ -454,9 +446,7 @@ def reject_construct(node: exp.Expression, clause: str) -> QueryRejected:
     if isinstance(node, exp.Window):
         return QueryRejected("sql.window_function", "Window functions (OVER ...) are not allowed.")
     if isinstance(node, exp.AggFunc):
-        return QueryRejected(
-            "sql.aggregate_position", f"Aggregates are not allowed in {clause}; use HAVING."
-        )
+        return QueryRejected("sql.aggregate_position", f"Aggregates are not allowed in {clause}; use HAVING.")
     if isinstance(node, exp.Placeholder | exp.Parameter):
         return QueryRejected("sql.parameter", "Query parameters are not supported; inline the value.")
     if isinstance(node, exp.Interval):
@@ -470,6 +460,4 @@ def reject_construct(node: exp.Expression, clause: str) -> QueryRejected:
             "sql.function_not_allowed",
             f"{describe(node)} is not in the list of allowed functions (see docs/sql.md).",
         )
-    return QueryRejected(
-        "sql.expression_not_allowed", f"{describe(node)} is not allowed in {clause}."
-    )
+    return QueryRejected("sql.expression_not_allowed", f"{describe(node)} is not allowed in {clause}.")

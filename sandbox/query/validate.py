@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlglot import exp
 
@@ -181,9 +181,7 @@ class _Validator:
                 "sql.system_catalog", "System catalogs are not queryable; use the dataset's tables."
             )
         if schema or table.catalog:
-            raise QueryRejected(
-                "sql.unknown_table", "Name the table without a schema or database prefix."
-            )
+            raise QueryRejected("sql.unknown_table", "Name the table without a schema or database prefix.")
         if self.record.metadata.classification is Classification.CORE:
             raise PolicyDenied(
                 "policy.core_dataset",
@@ -262,12 +260,8 @@ class _Validator:
             return [], []
         for arg in ("rollup", "cube", "grouping_sets", "totals"):
             if group.args.get(arg):
-                raise QueryRejected(
-                    "sql.grouping_sets", "ROLLUP, CUBE and GROUPING SETS are not allowed."
-                )
-        aliases = {
-            e.alias.lower(): e.this for e in select.expressions if isinstance(e, exp.Alias)
-        }
+                raise QueryRejected("sql.grouping_sets", "ROLLUP, CUBE and GROUPING SETS are not allowed.")
+        aliases = {e.alias.lower(): e.this for e in select.expressions if isinstance(e, exp.Alias)}
         keys: list[GroupKey] = []
         sources: list[str] = []
         for item in group.expressions:
@@ -287,11 +281,15 @@ class _Validator:
                 raise QueryRejected(
                     "sql.unknown_column", f"Position {position} is not a column of the SELECT list."
                 )
-            target = select.expressions[position - 1]
+            target: exp.Expression = select.expressions[position - 1]
             return target.this if isinstance(target, exp.Alias) else target
-        if isinstance(item, exp.Column) and not item.table and item.name.lower() in aliases:
-            if self.table.column(item.name) is None:
-                return aliases[item.name.lower()]
+        if (
+            isinstance(item, exp.Column)
+            and not item.table
+            and item.name.lower() in aliases
+            and self.table.column(item.name) is None
+        ):
+            return aliases[item.name.lower()]
         return item
 
     def _group_key(self, expr: exp.Expression, index: int) -> GroupKey:
@@ -341,9 +339,7 @@ class _Validator:
                 index = sources.index(canonical)
                 outputs.append(OutputColumn(name=name, group=index))
                 if group_keys[index].name.startswith("group_"):
-                    group_keys[index] = GroupKey(
-                        group_keys[index].sql, name, group_keys[index].kind, None
-                    )
+                    group_keys[index] = GroupKey(group_keys[index].sql, name, group_keys[index].kind, None)
                 continue
             if isinstance(expr, exp.AggFunc) or _is_aggregate_call(expr):
                 outputs.append(OutputColumn(name=name, aggregate=self._aggregate(expr)))
@@ -357,8 +353,7 @@ class _Validator:
             if isinstance(expr, exp.Column):
                 raise QueryRejected(
                     "sql.raw_column_output",
-                    f"Column '{expr.name[:60]}' would be returned row by row; group by it or "
-                    "aggregate it.",
+                    f"Column '{expr.name[:60]}' would be returned row by row; group by it or aggregate it.",
                 )
             if isinstance(expr, exp.Literal | exp.Boolean | exp.Null):
                 raise QueryRejected(
@@ -394,7 +389,7 @@ class _Validator:
                 "STDDEV, MEDIAN or QUANTILE_CONT.",
             )
         for inner in node.find_all(exp.AggFunc):
-            if inner is not node:
+            if id(inner) != id(node):
                 raise QueryRejected("sql.nested_aggregate", "Aggregates cannot be nested.")
         if isinstance(node, wl.COUNT_NODES):
             return self._count(node)
@@ -464,9 +459,7 @@ class _Validator:
 
     def _measure(self, node: exp.Expression | None, what: str, *, needs_bounds: bool) -> str:
         if isinstance(node, exp.Distinct):
-            raise QueryRejected(
-                "sql.aggregate_argument", f"{what}(DISTINCT ...) is not allowed."
-            )
+            raise QueryRejected("sql.aggregate_argument", f"{what}(DISTINCT ...) is not allowed.")
         if not isinstance(node, exp.Column):
             raise QueryRejected(
                 "sql.aggregate_argument",
@@ -476,8 +469,7 @@ class _Validator:
         if spec.role is not ColumnRole.MEASURE:
             raise QueryRejected(
                 "sql.aggregate_non_measure",
-                f"{what}({spec.name}) is not allowed: '{spec.name}' is a {spec.role.value}, not a "
-                "measure.",
+                f"{what}({spec.name}) is not allowed: '{spec.name}' is a {spec.role.value}, not a measure.",
             )
         if needs_bounds and (spec.lower is None or spec.upper is None or stored.clamped is None):
             raise QueryRejected(
@@ -491,7 +483,7 @@ class _Validator:
 
     def _post_checker(
         self, clause: str, group_keys: list[GroupKey], sources: list[str], outputs: list[OutputColumn]
-    ) -> tuple[ScalarChecker, dict[str, exp.Expression]]:
+    ) -> tuple[ScalarChecker, dict[str, exp.Column]]:
         """A checker for HAVING/ORDER BY: it sees group keys, output names and aggregates only."""
         output_names = {
             o.name.lower(): result_column(o.group, "g")
@@ -508,8 +500,11 @@ class _Validator:
             if not node.table and node.name.lower() in output_names:
                 column = output_names[node.name.lower()]
                 kind = next(
-                    (group_keys[o.group].kind for o in outputs if o.group is not None
-                     and o.name.lower() == node.name.lower()),
+                    (
+                        group_keys[o.group].kind
+                        for o in outputs
+                        if o.group is not None and o.name.lower() == node.name.lower()
+                    ),
                     Kind.NUMERIC,
                 )
                 return Typed(column, kind)
@@ -532,7 +527,7 @@ class _Validator:
         checker, _ = self._post_checker(clause, group_keys, sources, outputs)
         replaced = node.copy()
         for agg in list(replaced.find_all(exp.AggFunc)):
-            index = self._aggregate(agg)
+            index = self._aggregate(cast(exp.Expression, agg))
             agg.replace(exp.column(f"__agg_{index}"))
         for anonymous in list(replaced.find_all(exp.Anonymous)):
             if _is_aggregate_call(anonymous):
@@ -603,17 +598,56 @@ class _Validator:
 
     def _no_aggregates(self, node: exp.Expression, clause: str) -> None:
         for inner in node.walk():
-            if isinstance(inner, exp.AggFunc) or _is_aggregate_call(inner):
+            if isinstance(inner, exp.AggFunc) or _is_aggregate_call(cast(exp.Expression, inner)):
                 raise reject_construct(exp.Sum(this=exp.null()), clause)
 
 
 AGGREGATE_FUNCTION_NAMES = frozenset(
-    {"string_agg", "list", "array_agg", "histogram", "arg_max", "arg_min", "bit_and", "bit_or",
-     "bool_and", "bool_or", "entropy", "kurtosis", "skewness", "mad", "mode", "product", "fsum",
-     "favg", "sumkahan", "bitstring_agg", "approx_count_distinct", "reservoir_quantile",
-     "approx_quantile", "quantile_disc", "list_agg", "max_by", "min_by", "arbitrary", "first",
-     "last", "any_value", "min", "max", "count_if", "corr", "covar_pop", "covar_samp",
-     "regr_slope", "regr_intercept", "var_pop", "stddev_pop", "median", "quantile_cont"}
+    {
+        "string_agg",
+        "list",
+        "array_agg",
+        "histogram",
+        "arg_max",
+        "arg_min",
+        "bit_and",
+        "bit_or",
+        "bool_and",
+        "bool_or",
+        "entropy",
+        "kurtosis",
+        "skewness",
+        "mad",
+        "mode",
+        "product",
+        "fsum",
+        "favg",
+        "sumkahan",
+        "bitstring_agg",
+        "approx_count_distinct",
+        "reservoir_quantile",
+        "approx_quantile",
+        "quantile_disc",
+        "list_agg",
+        "max_by",
+        "min_by",
+        "arbitrary",
+        "first",
+        "last",
+        "any_value",
+        "min",
+        "max",
+        "count_if",
+        "corr",
+        "covar_pop",
+        "covar_samp",
+        "regr_slope",
+        "regr_intercept",
+        "var_pop",
+        "stddev_pop",
+        "median",
+        "quantile_cont",
+    }
 )
 
 
