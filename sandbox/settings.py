@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     hub_api_token: str | None = Field(None, description="The gateway's own hub service token.")
     auth_cache_seconds: float = Field(30.0, ge=0, description="How long a token lookup is cached.")
     token_ttl_days: int = Field(90, ge=1, description="Default lifetime of CLI-issued API tokens.")
+    hub_service_name: str = Field(
+        "sandbox-gateway",
+        description="The gateway's JupyterHub service name; hub tokens need access:services!service=<name>.",
+    )
+    service_prefix: str | None = Field(
+        None,
+        description="URL path prefix the gateway also answers under (e.g. /services/sandbox-gateway/); "
+        "default in jupyterhub mode: $JUPYTERHUB_SERVICE_PREFIX.",
+    )
 
     @cached_property
     def home_dir(self) -> Path:
@@ -80,3 +89,18 @@ class Settings(BaseSettings):
     def keys_dir(self) -> Path:
         """Where operator keys (audit checkpoint signing) live."""
         return self.home_dir / "keys"
+
+
+SETTINGS_FILE = "settings.env"
+
+
+def load_settings(home: Path | str | None = None) -> Settings:
+    """Settings from the environment, then ``<home>/settings.env`` (environment variables win).
+
+    ``home`` (if given) overrides ``SANDBOX_HOME``; the file is the one ``sandbox init`` writes.
+    """
+    if home is None:
+        file = Settings().home_dir / SETTINGS_FILE
+        return Settings(_env_file=file if file.is_file() else None)
+    file = Path(home).expanduser() / SETTINGS_FILE
+    return Settings(_env_file=file if file.is_file() else None, home=Path(home))
