@@ -16,6 +16,8 @@ from typing import Any
 from opendp import accuracy, domains, measurements, measures, metrics
 from opendp.mod import Measurement, enable_features
 
+from sandbox.errors import InvalidRequest
+
 enable_features("contrib")
 
 INT64_LIMIT = 2**62
@@ -105,15 +107,22 @@ def laplace_threshold(max_rows: int, epsilon: float, delta: float) -> Calibratio
     """Laplace noise on per-key counts plus a threshold: releases only keys that clear it.
 
     A unit changes at most ``max_rows`` keys (l0), by at most ``max_rows`` in all (l1) and in any
-    one key (linf). The threshold is the smallest one whose privacy map meets ``delta``.
+    one key (linf). The scale is widened until the map's epsilon fits (as for the other
+    mechanisms); the threshold is then the smallest one whose privacy map meets ``delta``.
     """
     domain = domains.map_domain(domains.atom_domain(T=str), domains.atom_domain(T="i64"))
     metric = metrics.l01inf_distance(metrics.absolute_distance(T="i64"))
     d_in = (max_rows, max_rows, max_rows)
-    scale = max_rows / epsilon
 
-    def make(threshold: int, scale: float = scale) -> Measurement:
+    def make_with(threshold: int, scale: float) -> Measurement:
         return measurements.make_laplace_threshold(domain, metric, scale=scale, threshold=threshold)
+
+    _, scale = _widen_until(
+        lambda s: make_with(max_rows, s), d_in, max_rows / epsilon, lambda loss: loss[0] <= epsilon
+    )
+
+    def make(threshold: int) -> Measurement:
+        return make_with(threshold, scale)
 
     def fits(threshold: int) -> bool:
         eps, dlt = make(threshold).map(d_in)
@@ -121,6 +130,11 @@ def laplace_threshold(max_rows: int, epsilon: float, delta: float) -> Calibratio
 
     low, high = max_rows, max_rows * 2
     while not fits(high):
+        if high > INT64_LIMIT // 4:
+            raise InvalidRequest(
+                f"delta {delta:g} is too small to select groups privately; pass a larger delta (e.g. 1e-6).",
+                code="request.delta",
+            )
         low, high = high, high * 2
     while high - low > 1:
         middle = (low + high) // 2
