@@ -39,7 +39,10 @@ class Calibration:
     def ci95(self) -> float | None:
         """Half-width of the 95% confidence interval of one noisy value (None if not additive)."""
         if self.mechanism in ("discrete_laplace", "laplace_threshold"):
-            return float(accuracy.discrete_laplacian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
+            # OpenDP returns -inf when the noise is almost surely 0 (tiny scales): the CI is then 0.
+            return max(
+                0.0, float(accuracy.discrete_laplacian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
+            )
         if self.mechanism == "laplace":
             return float(accuracy.laplacian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
         return None
