@@ -32,6 +32,7 @@ Progress = Callable[[int, int], None]
 LOADED_ROLES = frozenset({ColumnRole.PRIVACY_UNIT, ColumnRole.DIMENSION, ColumnRole.MEASURE})
 INGEST_MEMORY_LIMIT = "4GB"
 _BATCH_VIEW = "ingest_batch"
+_SCRATCH = "scratch"
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ def build_database(
             _load(con, plan, advance)
             _check_invariants(con, plan)
             stored.append(_stored_table(con, plan))
+        con.execute(f"DETACH {_SCRATCH}")
         con.execute("CHECKPOINT")
     if progress is not None and total != done:
         progress(done, done)
@@ -155,11 +157,17 @@ def quote(identifier: str) -> str:
 
 
 def _configure(con: duckdb.DuckDBPyConnection, temp_dir: Path) -> None:
+    """Spill to ``temp_dir``; attach a scratch database there for the pre-bounding rows."""
     temp_dir.mkdir(mode=0o700, exist_ok=True)
-    con.execute(f"SET temp_directory = '{temp_dir.as_posix().replace(chr(39), chr(39) * 2)}'")
+    con.execute(f"SET temp_directory = {_string_literal(temp_dir.as_posix())}")
     con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"ATTACH {_string_literal((temp_dir / 'scratch.duckdb').as_posix())} AS {_SCRATCH}")
+
+
+def _string_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _load(con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Callable[[int], None]) -> None:
@@ -167,7 +175,7 @@ def _load(con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Callable[[in
     source_columns = [source for _, source in plan.raw]
     con.register(_BATCH_VIEW, empty_table(plan.source, source_columns))
     if plan.bounds_contributions:
-        staging = quote(f"__staging_{plan.name}")
+        staging = f"{_SCRATCH}.{quote(plan.name)}"
         con.execute(f"CREATE TABLE {staging} AS SELECT {plan.raw_select()} FROM {_BATCH_VIEW}")
         insert = f"INSERT INTO {staging} SELECT {plan.raw_select()} FROM {_BATCH_VIEW}"
     else:
@@ -185,15 +193,18 @@ def _load(con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Callable[[in
 
 
 def _bound_contributions(con: duckdb.DuckDBPyConnection, plan: TablePlan, staging: str) -> None:
-    """Keep a uniformly random subset of at most k rows per unit, ranked by a salted hash."""
+    """Keep a uniformly random subset of at most k rows per unit, ranked by a secret salted hash.
+
+    The rows are staged in the scratch database, so the dataset file holds only the kept rows.
+    """
     unit = quote(plan.spec.privacy_unit or "")
     salt = secrets.token_hex(16)
-    con.execute(
-        f"CREATE TABLE {quote(plan.name)} AS SELECT {plan.stored_select()} FROM {staging} "
-        f"WHERE {unit} IS NOT NULL "
-        f"QUALIFY row_number() OVER (PARTITION BY {unit} ORDER BY hash($1, rowid), rowid) <= $2",
-        [salt, plan.spec.max_rows_per_unit],
+    kept = (
+        f"SELECT rowid FROM {staging} WHERE {unit} IS NOT NULL "
+        f"QUALIFY row_number() OVER (PARTITION BY {unit} ORDER BY hash($1, rowid), rowid) <= $2"
     )
+    select = f"SELECT {plan.stored_select()} FROM {staging} WHERE rowid IN ({kept})"
+    con.execute(f"CREATE TABLE {quote(plan.name)} AS {select}", [salt, plan.spec.max_rows_per_unit])
     con.execute(f"DROP TABLE {staging}")
 
 

@@ -64,14 +64,14 @@ def resolve(base: Path, relative: str) -> Path:
     return path
 
 
-def open_source(path: Path) -> Source:
+def open_source(path: Path, con: duckdb.DuckDBPyConnection) -> Source:
     """Read the schema of a Parquet file (footer) or a CSV file (first block) and map it to DuckDB."""
     try:
         schema = _csv_reader(path, None).schema if _is_csv(path) else pads.dataset(path).schema
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(f"cannot be read as {'CSV' if _is_csv(path) else 'Parquet'}") from exc
     try:
-        duck_types = _duckdb_types(schema)
+        duck_types = _duckdb_types(con, schema)
     except duckdb.Error as exc:
         raise SourceError("has a column type DuckDB cannot load") from exc
     columns: dict[str, SourceColumn] = {}
@@ -129,7 +129,9 @@ def _csv_reader(path: Path, convert: pacsv.ConvertOptions | None) -> pacsv.CSVSt
     )
 
 
-def _duckdb_types(schema: pa.Schema) -> list[DuckDBPyType]:
-    with duckdb.connect() as con:
-        con.register("source_probe", schema.empty_table())
+def _duckdb_types(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> list[DuckDBPyType]:
+    con.register("source_probe", schema.empty_table())
+    try:
         return list(con.sql("SELECT * FROM source_probe").types)
+    finally:
+        con.unregister("source_probe")

@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pydantic
 import yaml
+from duckdb.sqltypes import DuckDBPyType
 from pydantic_core import ErrorDetails
 
 from sandbox.catalog import column_types
@@ -88,7 +89,7 @@ def check_sources(metadata: DatasetMetadata, base: Path) -> tuple[dict[str, Sour
     with duckdb.connect() as con:
         for table in metadata.tables:
             try:
-                source = open_source(resolve(base, table.source))
+                source = open_source(resolve(base, table.source), con)
             except SourceError as exc:
                 problems.append(f"table {table.name!r}: source {table.source!r} {exc}")
                 continue
@@ -210,33 +211,26 @@ def _check_column_source(
 
 
 def _check_dimension_source(
-    con: duckdb.DuckDBPyConnection, where: str, column: ColumnSpec, dtype: duckdb.sqltypes.DuckDBPyType
+    con: duckdb.DuckDBPyConnection, where: str, column: ColumnSpec, dtype: DuckDBPyType
 ) -> list[str]:
     if not column_types.is_scalar(dtype):
         return [f"{where}: a dimension must have a scalar type (no LIST, STRUCT, MAP or BLOB), not {dtype}"]
     if column.keys is None or _check_key_values(where, column.keys):
         return []
-    numeric_column = column_types.is_numeric(dtype)
-    cast_keys: list[Any] = []
-    bad = 0
-    for key in column.keys:
-        if key is None:
-            cast_keys.append(None)
-            continue
-        cast, exact = _try_cast(con, key, dtype, numeric_column)
-        if cast is None or not exact:
-            bad += 1
-        else:
-            cast_keys.append(cast)
-    problems = []
+    if dtype.id != "boolean" and any(isinstance(key, bool) for key in column.keys):
+        return [
+            f"{where}: keys include a boolean but the column type is {dtype} "
+            "(YAML reads unquoted yes/no/on/off/true/false as booleans: quote them)"
+        ]
+    cast_keys, bad = _cast_keys(con, column.keys, dtype)
     if bad:
-        problems.append(f"{where}: {bad} of the keys cannot be cast exactly to the column type {dtype}")
-    elif _has_duplicates(cast_keys):
-        problems.append(f"{where}: keys contain duplicates once cast to the column type {dtype}")
-    return problems
+        return [f"{where}: {bad} of the keys cannot be cast exactly to the column type {dtype}"]
+    if _has_duplicates(cast_keys):
+        return [f"{where}: keys contain duplicates once cast to the column type {dtype}"]
+    return []
 
 
-def _check_measure_source(where: str, column: ColumnSpec, dtype: duckdb.sqltypes.DuckDBPyType) -> list[str]:
+def _check_measure_source(where: str, column: ColumnSpec, dtype: DuckDBPyType) -> list[str]:
     if not column_types.is_numeric(dtype):
         return [f"{where}: a measure must be numeric (integer, DECIMAL, FLOAT or DOUBLE), not {dtype}"]
     if column.scale is not None and not column_types.is_float(dtype):
@@ -257,16 +251,34 @@ def _check_measure_source(where: str, column: ColumnSpec, dtype: duckdb.sqltypes
     ]
 
 
-def _try_cast(
-    con: duckdb.DuckDBPyConnection, key: Any, dtype: duckdb.sqltypes.DuckDBPyType, numeric_column: bool
-) -> tuple[Any, bool]:
-    """The key cast to ``dtype`` (``None`` if impossible), and whether the cast lost nothing."""
-    numeric_key = isinstance(key, int | float | Decimal) and not isinstance(key, bool)
-    if numeric_column and numeric_key:
-        row = con.execute(f"SELECT TRY_CAST($1 AS {dtype}), TRY_CAST($1 AS {dtype}) = $1", [key]).fetchone()
-        return (None, False) if row is None else (row[0], bool(row[1]))
-    row = con.execute(f"SELECT TRY_CAST($1 AS {dtype})", [key]).fetchone()
-    return (None, False) if row is None else (row[0], True)
+def _cast_keys(con: duckdb.DuckDBPyConnection, keys: list[Any], dtype: DuckDBPyType) -> tuple[list[Any], int]:
+    """The non-null keys cast to ``dtype`` with DuckDB ``TRY_CAST``, and how many failed or lost value.
+
+    Keys are cast in one query per Python type; a numeric key cast to a numeric column must
+    compare equal to its cast (so 1.5 is not silently rounded into a BIGINT key).
+    """
+    numeric_column = column_types.is_numeric(dtype)
+    groups: dict[type, list[Any]] = {}
+    for key in keys:
+        if key is not None:
+            groups.setdefault(type(key), []).append(key)
+    cast_keys: list[Any] = []
+    bad = 0
+    for kind, values in groups.items():
+        exact = f"TRY_CAST(k AS {dtype}) = k" if numeric_column and kind in (int, float, Decimal) else "true"
+        try:
+            rows = con.execute(
+                f"SELECT TRY_CAST(k AS {dtype}), {exact} FROM unnest($1) AS u(k)", [values]
+            ).fetchall()
+        except duckdb.Error:
+            bad += len(values)
+            continue
+        for cast, lossless in rows:
+            if cast is None or not lossless:
+                bad += 1
+            else:
+                cast_keys.append(cast)
+    return cast_keys, bad
 
 
 def _has_duplicates(values: list[Any]) -> bool:

@@ -1,0 +1,447 @@
+"""Registration into real DuckDB files: the shared datasets, storage contract, replace, failures."""
+
+from __future__ import annotations
+
+import decimal
+import hashlib
+import json
+import math
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from sandbox.catalog import Catalog, DatasetRecord
+from sandbox.catalog.models import StoredTable
+from sandbox.errors import Conflict, NotFound
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_METADATA = REPO / "deploy" / "datasets" / "shared"
+SHARED_NAMES = [
+    "adult",
+    "beijing_air",
+    "diabetes_130",
+    "fulton_pums",
+    "nycflights13",
+    "pums",
+    "pums_dup",
+    "pums_null",
+]
+
+
+@pytest.fixture(scope="module")
+def shared_progress() -> dict[str, list[tuple[int, int]]]:
+    """Progress calls per shared dataset, filled by ``shared_catalog``."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def shared_catalog(
+    tmp_path_factory: pytest.TempPathFactory,
+    shared_data: Path,
+    shared_progress: dict[str, list[tuple[int, int]]],
+) -> Catalog:
+    """Every shared dataset registered once from the real shared data."""
+    catalog = Catalog(tmp_path_factory.mktemp("shared") / "home")
+    for name in SHARED_NAMES:
+        catalog.register(
+            SHARED_METADATA / f"{name}.yaml",
+            source_root=shared_data,
+            progress=_recorder(shared_progress.setdefault(name, [])),
+        )
+    return catalog
+
+
+def _recorder(calls: list[tuple[int, int]]) -> Callable[[int, int], None]:
+    """A progress callback appending to ``calls``."""
+
+    def record(done: int, total: int) -> None:
+        calls.append((done, total))
+
+    return record
+
+
+def connect(catalog: Catalog, name: str) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a registered dataset's file."""
+    return duckdb.connect(str(catalog.database_path(name)), read_only=True)
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    """The single value of a query."""
+    row = con.execute(sql).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def test_every_shared_metadata_file_is_registered() -> None:
+    assert sorted(path.stem for path in SHARED_METADATA.glob("*.yaml")) == SHARED_NAMES
+
+
+def test_shared_datasets_listed_with_classifications(shared_catalog: Catalog) -> None:
+    records = shared_catalog.list()
+    assert [record.name for record in records] == SHARED_NAMES
+    classes = {record.name: record.metadata.classification.value for record in records}
+    assert classes["diabetes_130"] == "important"
+    assert classes["pums_null"] == "core"
+    assert {classes[name] for name in SHARED_NAMES if name not in ("diabetes_130", "pums_null")} == {
+        "general"
+    }
+
+
+def test_shared_tables_hold_only_loaded_roles(shared_catalog: Catalog) -> None:
+    for record in shared_catalog.list():
+        with connect(shared_catalog, record.name) as con:
+            for table in record.metadata.tables:
+                stored = record.stored_table(table.name)
+                assert stored is not None
+                physical = [row[0] for row in con.execute(f"DESCRIBE {stored.physical}").fetchall()]
+                loaded = [c.name for c in table.columns if c.role.value != "identifier"]
+                clamped = [c.clamped for c in stored.columns if c.clamped]
+                assert physical == loaded + clamped
+                assert [c.name for c in stored.columns] == loaded
+    with connect(shared_catalog, "diabetes_130") as con:
+        names = {row[0] for row in con.execute("DESCRIBE encounters").fetchall()}
+    assert "encounter_id" not in names  # identifier
+    assert "diag_2" not in names  # undeclared
+    with connect(shared_catalog, "adult") as con:
+        assert "fnlwgt" not in {row[0] for row in con.execute("DESCRIBE people").fetchall()}
+
+
+def test_shared_clamped_columns_within_bounds(shared_catalog: Catalog) -> None:
+    checked = 0
+    for record in shared_catalog.list():
+        with connect(shared_catalog, record.name) as con:
+            for stored in record.tables:
+                for column in stored.columns:
+                    if column.clamped is None:
+                        continue
+                    spec = record.metadata.table(stored.name)
+                    assert spec is not None
+                    declared = spec.column(column.name)
+                    assert declared is not None and declared.lower is not None and declared.upper is not None
+                    assert column.clamped_lower == round(declared.lower * 10**column.clamped_scale)
+                    assert column.clamped_upper == round(declared.upper * 10**column.clamped_scale)
+                    low, high, raw_nulls, clamped_nulls = con.execute(
+                        f"SELECT min({column.clamped}), max({column.clamped}), "
+                        f"count(*) - count({column.name}), count(*) - count({column.clamped}) "
+                        f"FROM {stored.physical}"
+                    ).fetchone() or (None, None, None, None)
+                    assert column.clamped_lower <= low <= high <= column.clamped_upper
+                    assert raw_nulls == clamped_nulls
+                    checked += 1
+    assert checked == 30
+
+
+def test_shared_rows_per_unit_bounded(shared_catalog: Catalog, shared_data: Path) -> None:
+    expected_rows = {
+        ("pums", "people"): 1000,
+        ("pums_dup", "people"): 1948,
+        ("pums_null", "people"): 1948 - 88,
+        ("fulton_pums", "people"): 25_766,
+        ("adult", "people"): 48_842,
+        ("diabetes_130", "encounters"): 99_231,
+        ("beijing_air", "air_quality"): 420_768,
+        ("nycflights13", "flights"): sum(min(n, 100) for n in _flights_per_tailnum(shared_data)),
+    }
+    for (name, table), rows in expected_rows.items():
+        record = shared_catalog.get(name)
+        spec = record.metadata.table(table)
+        assert spec is not None
+        with connect(shared_catalog, name) as con:
+            assert scalar(con, f"SELECT count(*) FROM {table}") == rows, name
+            if spec.privacy_unit is not None:
+                unit = spec.privacy_unit
+                worst = scalar(con, f"SELECT max(n) FROM (SELECT count(*) AS n FROM {table} GROUP BY {unit})")
+                assert worst <= (spec.max_rows_per_unit or 0)
+                assert scalar(con, f"SELECT count(*) FROM {table} WHERE {unit} IS NULL") == 0
+    with connect(shared_catalog, "diabetes_130") as con:
+        assert scalar(con, "SELECT count(DISTINCT patient_nbr) FROM encounters") == 71_518
+        assert scalar(con, "SELECT max(n) FROM (SELECT count(*) n FROM encounters GROUP BY patient_nbr)") == 5
+
+
+def _flights_per_tailnum(shared_data: Path) -> list[int]:
+    path = shared_data / "nycflights13" / "flights.parquet"
+    query = f"SELECT count(*) FROM read_parquet('{path}') WHERE tailnum IS NOT NULL GROUP BY tailnum"
+    return [row[0] for row in duckdb.execute(query).fetchall()]
+
+
+def test_pums_reference_values(shared_catalog: Catalog) -> None:
+    with connect(shared_catalog, "pums") as con:
+        count, income, age = con.execute(
+            "SELECT count(*), sum(income__clamped), sum(age__clamped) FROM people"
+        ).fetchone() or (None, None, None)
+    assert (count, income, age) == (1000, 34_380_084, 44_797)
+
+
+def test_float_measure_fixed_point(shared_catalog: Catalog) -> None:
+    stored = shared_catalog.get("beijing_air").stored_table("air_quality")
+    assert stored is not None
+    temp = stored.column("temp")
+    assert temp is not None
+    assert (temp.clamped_scale, temp.clamped_lower, temp.clamped_upper) == (4, -200_000, 420_000)
+    with connect(shared_catalog, "beijing_air") as con:
+        mismatches = scalar(
+            con,
+            "SELECT count(*) FROM air_quality WHERE temp__clamped IS DISTINCT FROM CAST(round("
+            "CASE WHEN temp < -20 THEN -20 WHEN temp > 42 THEN 42 ELSE temp END * 10000) AS BIGINT)",
+        )
+        assert mismatches == 0
+        assert (
+            scalar(con, "SELECT count(*) FROM air_quality WHERE pm25 > 1000 AND pm25__clamped <> 10000000")
+            == 0
+        )
+
+
+def test_fingerprints_and_record(shared_catalog: Catalog, shared_data: Path) -> None:
+    sums: dict[str, str] = {}
+    for line in (shared_data / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        sums[name] = digest
+    for record in shared_catalog.list():
+        for table, stored in zip(record.metadata.tables, record.tables, strict=True):
+            assert stored.source_sha256 == sums[table.source]
+            assert len(stored.content_sha256) == 64
+        on_disk = json.loads((shared_catalog.datasets_dir / record.name / "dataset.json").read_text())
+        assert on_disk["database_file"] == "data.duckdb"
+        assert DatasetRecord.model_validate(on_disk) == record
+
+
+def test_fingerprints_stable_for_one_row_per_unit(
+    shared_catalog: Catalog, tmp_path: Path, shared_data: Path
+) -> None:
+    again = Catalog(tmp_path / "home")
+    for name in ("pums", "adult", "fulton_pums"):
+        first = shared_catalog.get(name)
+        second = again.register(SHARED_METADATA / f"{name}.yaml", source_root=shared_data)
+        assert [t.content_sha256 for t in second.tables] == [t.content_sha256 for t in first.tables]
+        assert second.version == first.version
+        assert second.registered_at > first.registered_at
+
+
+def write_dataset(folder: Path, rows: dict[str, pa.Array], table: dict[str, Any], name: str = "demo") -> Path:
+    """A Parquet source and a one-table metadata file in ``folder``; the metadata path."""
+    pq.write_table(pa.table(rows), folder / "data.parquet")
+    doc = {
+        "dataset": name,
+        "title": "Demo",
+        "owner": "owner-a",
+        "classification": "general",
+        "tables": [{"name": "t", "source": "data.parquet", **table}],
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_decimal_and_float_measures(tmp_path: Path) -> None:
+    rows = {
+        "amount": pa.array(
+            [decimal.Decimal(v) if v else None for v in ("1.25", "-3.10", "99.99", None)],
+            pa.decimal128(10, 2),
+        ),
+        "ratio": pa.array([0.123456, math.nan, math.inf, -0.06], pa.float64()),
+    }
+    table = {
+        "privacy_unit": None,
+        "max_rows_per_unit": 1,
+        "columns": [
+            {"name": "amount", "role": "measure", "lower": -1.005, "upper": 50},
+            {"name": "ratio", "role": "measure", "lower": -0.05, "upper": 0.5, "scale": 3},
+        ],
+    }
+    record = Catalog(tmp_path / "home").register(write_dataset(tmp_path, rows, table))
+    amount, ratio = record.tables[0].columns
+    assert (amount.duckdb_type, amount.clamped_scale, amount.clamped_lower, amount.clamped_upper) == (
+        "DECIMAL(10,2)",
+        2,
+        -101,
+        5000,
+    )
+    assert (ratio.clamped_scale, ratio.clamped_lower, ratio.clamped_upper) == (3, -50, 500)
+    with duckdb.connect(str(Catalog(tmp_path / "home").database_path("demo")), read_only=True) as con:
+        values = con.execute("SELECT amount__clamped, ratio__clamped FROM t ORDER BY ALL").fetchall()
+    assert sorted(values, key=str) == sorted([(125, 123), (-101, None), (5000, 500), (None, -50)], key=str)
+
+
+def test_contribution_bounding_is_random_and_exact(tmp_path: Path) -> None:
+    csv = tmp_path / "visits.csv"
+    lines = ["person,visit,cost"] + [f"1,{i},{i}" for i in range(20)] + ["2,100,5", "2,101,6", ",102,7"]
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    doc = {
+        "dataset": "visits",
+        "title": "Visits",
+        "owner": "owner-a",
+        "classification": "general",
+        "tables": [
+            {
+                "name": "visits",
+                "source": "visits.csv",
+                "privacy_unit": "person",
+                "max_rows_per_unit": 5,
+                "columns": [
+                    {"name": "person", "role": "privacy_unit"},
+                    {"name": "visit", "role": "dimension"},
+                    {"name": "cost", "role": "measure", "lower": 0, "upper": 10},
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "visits.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    catalog = Catalog(tmp_path / "home")
+    chosen: set[int] = set()
+    for _ in range(4):
+        catalog.register(path, replace=True)
+        with connect(catalog, "visits") as con:
+            counts = dict(con.execute("SELECT person, count(*) FROM visits GROUP BY ALL").fetchall())
+            assert counts == {1: 5, 2: 2}
+            chosen |= {row[0] for row in con.execute("SELECT visit FROM visits WHERE person = 1").fetchall()}
+    assert len(chosen) > 5
+
+
+def test_csv_source_with_progress(tmp_path: Path) -> None:
+    csv = tmp_path / "people.csv"
+    csv.write_text("id,city,income\n1,a,10.5\n2,b,\n3,,99999\n", encoding="utf-8")
+    doc = {
+        "dataset": "people_csv",
+        "title": "People",
+        "owner": "owner-a",
+        "classification": "important",
+        "tables": [
+            {
+                "name": "people",
+                "source": "people.csv",
+                "privacy_unit": "id",
+                "max_rows_per_unit": 1,
+                "columns": [
+                    {"name": "id", "role": "privacy_unit"},
+                    {"name": "city", "role": "dimension", "keys": ["a", "b", None]},
+                    {"name": "income", "role": "measure", "lower": 0, "upper": 100},
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "people.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    calls: list[tuple[int, int]] = []
+    catalog = Catalog(tmp_path / "home")
+    record = catalog.register(path, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (3, 3)
+    assert [c.duckdb_type for c in record.tables[0].columns] == ["BIGINT", "VARCHAR", "DOUBLE"]
+    assert record.tables[0].source_sha256 == hashlib.sha256(csv.read_bytes()).hexdigest()
+    with connect(catalog, "people_csv") as con:
+        assert con.execute("SELECT id, income__clamped FROM people ORDER BY id").fetchall() == [
+            (1, 105_000),
+            (2, None),
+            (3, 1_000_000),
+        ]
+
+
+def test_progress_reports_every_batch(
+    shared_catalog: Catalog, shared_progress: dict[str, list[tuple[int, int]]]
+) -> None:
+    calls = shared_progress["beijing_air"]
+    assert len(calls) >= 2
+    assert calls[-1] == (420_768, 420_768)
+    assert all(total == 420_768 for _, total in calls)
+    assert [done for done, _ in calls] == sorted({done for done, _ in calls})
+    assert shared_progress["pums"] == [(1000, 1000)]
+
+
+def leftovers(catalog: Catalog) -> list[str]:
+    """Staging or old folders left in the datasets folder."""
+    if not catalog.datasets_dir.exists():
+        return []
+    return sorted(p.name for p in catalog.datasets_dir.iterdir() if p.name.startswith((".staging-", ".old-")))
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[tuple[Catalog, Path]]:
+    """A catalog and a small valid metadata file."""
+    rows = {"pid": pa.array([1, 2, 2], pa.int64()), "x": pa.array([1.0, 2.0, 3.0])}
+    table = {
+        "privacy_unit": "pid",
+        "max_rows_per_unit": 2,
+        "columns": [
+            {"name": "pid", "role": "privacy_unit"},
+            {"name": "x", "role": "measure", "lower": 0, "upper": 5},
+        ],
+    }
+    yield Catalog(tmp_path / "home"), write_dataset(tmp_path, rows, table)
+
+
+def test_replace_semantics(small: tuple[Catalog, Path]) -> None:
+    catalog, path = small
+    first = catalog.register(path)
+    with pytest.raises(Conflict) as caught:
+        catalog.register(path)
+    assert caught.value.code == "catalog.dataset_exists"
+    assert catalog.get("demo") == first
+    second = catalog.register(path, replace=True)
+    assert catalog.get("demo") == second
+    assert second.registered_at > first.registered_at
+    assert second.version == first.version
+    assert leftovers(catalog) == []
+    assert [r.name for r in catalog.list()] == ["demo"]
+
+
+def test_nothing_half_registered_when_ingest_fails(small: tuple[Catalog, Path]) -> None:
+    catalog, path = small
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        catalog.register(path, progress=interrupt)
+    assert not (catalog.datasets_dir / "demo").exists()
+    assert leftovers(catalog) == []
+    assert catalog.list() == []
+    first = catalog.register(path)
+    with pytest.raises(KeyboardInterrupt):
+        catalog.register(path, replace=True, progress=interrupt)
+    assert catalog.get("demo") == first
+    assert leftovers(catalog) == []
+
+
+def test_lookup_errors(small: tuple[Catalog, Path]) -> None:
+    catalog, path = small
+    assert catalog.list() == []
+    for name in ("demo", "../etc", "Demo"):
+        with pytest.raises(NotFound) as caught:
+            catalog.get(name)
+        assert caught.value.code == "catalog.dataset_not_found"
+    with pytest.raises(NotFound):
+        catalog.database_path("demo")
+    catalog.register(path)
+    assert catalog.database_path("demo") == catalog.datasets_dir / "demo" / "data.duckdb"
+
+
+def test_permissions(small: tuple[Catalog, Path]) -> None:
+    catalog, path = small
+    catalog.register(path)
+    folder = catalog.datasets_dir / "demo"
+    assert sorted(p.name for p in folder.iterdir()) == ["data.duckdb", "dataset.json"]
+    for item, mode in ((catalog.datasets_dir, 0o700), (folder, 0o700)):
+        assert stat.S_IMODE(item.stat().st_mode) == mode
+    for item in folder.iterdir():
+        assert stat.S_IMODE(item.stat().st_mode) == 0o600
+
+
+def test_stored_table_model_matches_file(small: tuple[Catalog, Path]) -> None:
+    catalog, path = small
+    stored: StoredTable = catalog.register(path).tables[0]
+    assert stored.physical == "t"
+    x = stored.column("X")
+    assert x is not None and (x.physical, x.clamped, x.clamped_scale) == ("x", "x__clamped", 4)
+    with connect(catalog, "demo") as con:
+        assert con.execute("SELECT pid, x, x__clamped FROM t ORDER BY ALL").fetchall() == [
+            (1, 1.0, 10_000),
+            (2, 2.0, 20_000),
+            (2, 3.0, 30_000),
+        ]
