@@ -48,6 +48,9 @@ class Estimate:
         }
 
 
+PLAN_CACHE_SIZE = 1024
+
+
 class Engine:
     """Plans, executes and releases DP queries over a catalog's datasets."""
 
@@ -55,6 +58,7 @@ class Engine:
         self.catalog = catalog
         self.settings = settings or Settings()
         self._databases: dict[tuple[str, str], LockedDatabase] = {}
+        self._plans: dict[tuple[str, str, str, float, float, int], QueryPlan] = {}
         self._lock = threading.Lock()
 
     def plan(
@@ -85,8 +89,13 @@ class Engine:
                 f"{self.settings.max_epsilon_per_query:g} per query.",
                 code="request.epsilon",
             )
+        key = (record.name, record.version, sql, epsilon, delta, min_group_size)
+        with self._lock:
+            cached = self._plans.get(key)
+        if cached is not None:
+            return cached
         validated = validate(parse_select(sql), record)
-        return build_plan(
+        plan = build_plan(
             validated,
             epsilon,
             delta,
@@ -94,6 +103,11 @@ class Engine:
             max_key_cells=self.settings.max_public_key_cells,
             quantile_candidates=self.settings.quantile_candidates,
         )
+        with self._lock:
+            self._plans[key] = plan
+            if len(self._plans) > PLAN_CACHE_SIZE:
+                self._plans.pop(next(iter(self._plans)))
+        return plan
 
     def execute(self, plan: QueryPlan) -> Result:
         """Run the plan's SQL on the locked-down database and release noisy values."""

@@ -8,8 +8,11 @@ text, which may echo data values.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,51 @@ def lockdown_config(memory_limit: str, threads: int) -> dict[str, Any]:
     }
 
 
+class Watchdog:
+    """One thread that interrupts statements past their deadline (no thread per query)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, duckdb.DuckDBPyConnection]] = []
+        self._live: set[int] = set()
+        self._counter = itertools.count()
+        self._condition = threading.Condition()
+        threading.Thread(target=self._loop, name="duckdb-watchdog", daemon=True).start()
+
+    def watch(self, cursor: duckdb.DuckDBPyConnection, timeout_s: float) -> int:
+        """Interrupt ``cursor`` after ``timeout_s`` unless ``release``d first."""
+        ticket = next(self._counter)
+        with self._condition:
+            heapq.heappush(self._heap, (time.monotonic() + timeout_s, ticket, cursor))
+            self._live.add(ticket)
+            self._condition.notify()
+        return ticket
+
+    def release(self, ticket: int) -> None:
+        """The statement finished: do not interrupt it."""
+        with self._condition:
+            self._live.discard(ticket)
+
+    def _loop(self) -> None:
+        with self._condition:
+            while True:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._condition.wait()
+                    continue
+                deadline, ticket, cursor = self._heap[0]
+                delay = deadline - time.monotonic()
+                if delay > 0:
+                    self._condition.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+                self._live.discard(ticket)
+                cursor.interrupt()
+
+
+WATCHDOG = Watchdog()
+
+
 class LockedDatabase:
     """One read-only DuckDB instance per dataset version; a cursor per statement."""
 
@@ -46,8 +94,7 @@ class LockedDatabase:
     def run(self, sql: str, timeout_s: float) -> list[tuple[Any, ...]]:
         """All rows of ``sql``; ``QueryFailed`` on timeout or any execution error."""
         cursor = self._connection.cursor()
-        timer = threading.Timer(timeout_s, cursor.interrupt)
-        timer.start()
+        ticket = WATCHDOG.watch(cursor, timeout_s)
         try:
             return cursor.execute(sql).fetchall()
         except duckdb.InterruptException:
@@ -64,7 +111,7 @@ class LockedDatabase:
                 code="query.execution_failed",
             ) from None
         finally:
-            timer.cancel()
+            WATCHDOG.release(ticket)
             cursor.close()
 
     def close(self) -> None:

@@ -40,7 +40,8 @@ def exact_columns(plan: QueryPlan) -> list[ExactColumn]:
             continue
         assert column.clamped is not None
         clamped = exp.column(column.clamped, quoted=True)
-        columns[f"c_{planned.column}"] = exp.Count(this=clamped.copy())
+        if planned.quantity is not Quantity.SUM:
+            columns[f"c_{planned.column}"] = exp.Count(this=clamped.copy())
         if planned.quantity in (Quantity.SUM, Quantity.CENTERED_SUM, Quantity.CENTERED_SUMSQ):
             columns[f"s_{planned.column}"] = exp.Sum(this=clamped.copy())
         if planned.quantity is Quantity.CENTERED_SUMSQ:
