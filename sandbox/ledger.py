@@ -7,14 +7,19 @@ ledger can never hand out more than was granted.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import Session
 
-from sandbox.policies.models import PolicyView
+from sandbox.audit.chain import canonical_json
+from sandbox.errors import InternalError
+from sandbox.policies.models import BudgetState, PolicyView
+from sandbox.store.models import Dataset, Policy, Query, ReplayEntry
 
 EPSILON_SCALE = 10**9
 DELTA_SCALE = 10**15
@@ -154,3 +159,136 @@ class QueryView(BaseModel):
     result_shape: dict[str, Any] | None
     created_at: datetime
     finished_at: datetime | None
+
+
+def budget_state(policy: Policy, dataset: Dataset) -> BudgetState:
+    """The amounts the policy engine checks a query against (reservations count as used)."""
+    return BudgetState(
+        epsilon_granted=policy.epsilon_granted,
+        epsilon_used=policy.epsilon_spent + policy.epsilon_reserved,
+        delta_granted=policy.delta_granted,
+        delta_used=policy.delta_spent + policy.delta_reserved,
+        dataset_epsilon_cap=dataset.epsilon_cap,
+        dataset_epsilon_used=dataset.epsilon_spent + dataset.epsilon_reserved,
+        dataset_delta_cap=dataset.delta_cap,
+        dataset_delta_used=dataset.delta_spent + dataset.delta_reserved,
+    )
+
+
+def reserve(policy: Policy, dataset: Dataset, epsilon: int, delta: int) -> None:
+    """Reserve ``epsilon``/``delta`` units on the policy and the dataset (after an allowing decision)."""
+    if (
+        policy.epsilon_spent + policy.epsilon_reserved + epsilon > policy.epsilon_granted
+        or policy.delta_spent + policy.delta_reserved + delta > policy.delta_granted
+    ):
+        raise InternalError("reservation beyond the granted budget refused")
+    policy.epsilon_reserved += epsilon
+    policy.delta_reserved += delta
+    dataset.epsilon_reserved += epsilon
+    dataset.delta_reserved += delta
+
+
+def settle(policy: Policy, dataset: Dataset, epsilon: int, delta: int) -> None:
+    """Turn a reservation into a charge (released answer, or failed execution: data was read)."""
+    policy.epsilon_reserved -= epsilon
+    policy.delta_reserved -= delta
+    policy.epsilon_spent += epsilon
+    policy.delta_spent += delta
+    dataset.epsilon_reserved -= epsilon
+    dataset.delta_reserved -= delta
+    dataset.epsilon_spent += epsilon
+    dataset.delta_spent += delta
+
+
+def budget_view(policy: Policy) -> BudgetView:
+    """The budget view of a policy."""
+    remaining_epsilon = max(policy.epsilon_granted - policy.epsilon_spent - policy.epsilon_reserved, 0)
+    remaining_delta = max(policy.delta_granted - policy.delta_spent - policy.delta_reserved, 0)
+    return BudgetView(
+        policy_id=policy.id,
+        organisation=policy.organisation,
+        dataset=policy.dataset,
+        status=policy.status,
+        epsilon_granted=epsilon_float(policy.epsilon_granted),
+        epsilon_spent=epsilon_float(policy.epsilon_spent),
+        epsilon_reserved=epsilon_float(policy.epsilon_reserved),
+        epsilon_remaining=epsilon_float(remaining_epsilon),
+        delta_granted=delta_float(policy.delta_granted),
+        delta_spent=delta_float(policy.delta_spent),
+        delta_reserved=delta_float(policy.delta_reserved),
+        delta_remaining=delta_float(remaining_delta),
+        valid_until=policy.valid_until,
+    )
+
+
+def query_view(row: Query) -> QueryView:
+    """The history view of a recorded query."""
+    return QueryView(
+        id=row.id,
+        principal=row.principal,
+        organisation=row.organisation,
+        dataset=row.dataset,
+        dataset_version=row.dataset_version,
+        policy_id=row.policy_id,
+        sql=row.sql,
+        fingerprint=row.fingerprint,
+        epsilon=epsilon_float(row.epsilon),
+        delta=delta_float(row.delta),
+        status=QueryStatus(row.status),
+        cached=row.status == QueryStatus.REPLAYED.value,
+        replay_of=row.replay_of,
+        rule=row.rule,
+        error_code=row.error_code,
+        result_shape=row.result_shape,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+    )
+
+
+def find_replay(
+    session: Session, organisation: str, dataset: str, version: str, fingerprint: str
+) -> ReplayEntry | None:
+    """The stored release of an identical query by the same organisation, if any."""
+    return session.get(ReplayEntry, (organisation, dataset, version, fingerprint))
+
+
+def store_replay(session: Session, query: Query, answer: dict[str, Any], now: datetime) -> None:
+    """Keep a released answer for replay (the first release of a fingerprint wins)."""
+    if query.organisation is None or query.dataset_version is None or query.fingerprint is None:
+        raise InternalError("only a planned query of an organisation can be replayed")
+    if find_replay(session, query.organisation, query.dataset, query.dataset_version, query.fingerprint):
+        return
+    session.add(
+        ReplayEntry(
+            organisation=query.organisation,
+            dataset=query.dataset,
+            dataset_version=query.dataset_version,
+            fingerprint=query.fingerprint,
+            query_id=query.id,
+            answer=canonical_json(answer).decode("utf-8"),
+            created_at=now,
+        )
+    )
+
+
+def replayed_answer(entry: ReplayEntry) -> dict[str, Any]:
+    """The stored answer of a replay entry."""
+    answer = json.loads(entry.answer)
+    if not isinstance(answer, dict):
+        raise InternalError("a replay cache entry is not a JSON object")
+    return answer
+
+
+def result_shape(answer: dict[str, Any]) -> dict[str, Any]:
+    """What the audit chain records of a result: column names and row count, never values."""
+    columns = answer.get("columns")
+    rows = answer.get("rows")
+    shape: dict[str, Any] = {}
+    if isinstance(columns, list):
+        shape["columns"] = [
+            c if isinstance(c, str) else str(c.get("name")) if isinstance(c, dict) else str(c)
+            for c in columns
+        ]
+    if isinstance(rows, list):
+        shape["rows"] = len(rows)
+    return shape

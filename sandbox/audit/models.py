@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -31,13 +30,13 @@ class EventType(StrEnum):
 
 
 class AuditEventView(BaseModel):
-    """One event of the chain as stored."""
+    """One event of the chain exactly as hashed (``time`` is the stored UTC ISO-8601 text)."""
 
     model_config = ConfigDict(frozen=True)
 
     seq: int
     type: str
-    time: datetime
+    time: str
     actor: str
     organisation: str | None
     dataset: str | None
@@ -65,8 +64,10 @@ class VerifyReport(BaseModel):
     head_seq: int = Field(description="Sequence number of the chain head.")
     head_hash: str
     first_error: VerifyProblem | None = None
-    checkpoints: int = Field(0, description="Checkpoints found (in the chain and the checkpoint log).")
-    checkpoints_verified: int = Field(0, description="Checkpoints whose signature and head matched.")
+    checkpoints: int = Field(
+        default=0, description="Checkpoints found (in the chain and the checkpoint log)."
+    )
+    checkpoints_verified: int = Field(default=0, description="Checkpoints whose signature and head matched.")
     warnings: tuple[str, ...] = ()
 
 
@@ -77,7 +78,7 @@ class CheckpointView(BaseModel):
 
     seq: int
     hash: str
-    time: datetime
+    time: str = Field(description="UTC ISO-8601 text as signed.")
     key_id: str
     signature: str = Field(description="Ed25519 signature (hex) of the canonical JSON of the head.")
-    event_seq: int | None = Field(None, description="Seq of the audit.checkpoint event recording it.")
+    event_seq: int | None = Field(default=None, description="Seq of the audit.checkpoint event recording it.")

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import secrets
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sandbox import users
+from sandbox.audit import chain
+from sandbox.audit.models import EventType
+from sandbox.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
+from sandbox.principals import Principal
+from sandbox.store.models import ApiToken
+
+MAX_NOTE_LENGTH = 200
 
 
 class IssuedToken(BaseModel):
@@ -29,3 +42,103 @@ class TokenView(BaseModel):
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None
+
+
+TOKEN_PREFIX = "sbx_"
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token: SHA-256 hex of its UTF-8 text."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue(
+    session: Session, username: str, *, actor: str, ttl_days: int, note: str, now: datetime
+) -> IssuedToken:
+    """Issue a token for a registered user (``token.issued``); only its hash is stored."""
+    user = users.get(session, username)
+    if ttl_days < 1:
+        raise InvalidRequest("token lifetime must be at least one day", code="token.invalid_ttl")
+    if len(note) > MAX_NOTE_LENGTH:
+        raise InvalidRequest(
+            f"token notes are at most {MAX_NOTE_LENGTH} characters", code="token.invalid_note"
+        )
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token_id = "tok_" + secrets.token_hex(8)
+    expires_at = now + timedelta(days=ttl_days)
+    session.add(
+        ApiToken(
+            id=token_id,
+            username=username,
+            token_hash=hash_token(token),
+            note=note,
+            created_at=now,
+            expires_at=expires_at,
+            revoked_at=None,
+        )
+    )
+    chain.append(
+        session,
+        EventType.TOKEN_ISSUED,
+        actor=actor,
+        now=now,
+        organisation=user.organisation,
+        payload={
+            "token_id": token_id,
+            "username": username,
+            "expires_at": expires_at.isoformat(),
+            "note": note,
+        },
+    )
+    return IssuedToken(id=token_id, username=username, token=token, expires_at=expires_at)
+
+
+def revoke(session: Session, token_id: str, *, actor: str, now: datetime) -> None:
+    """Revoke a token (``token.revoked``); ``Conflict`` if it already is."""
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound(f"no token {token_id!r}", code="token.not_found")
+    if row.revoked_at is not None:
+        raise Conflict(f"token {token_id!r} is already revoked", code="token.already_revoked")
+    row.revoked_at = now
+    owner = users.get(session, row.username)
+    chain.append(
+        session,
+        EventType.TOKEN_REVOKED,
+        actor=actor,
+        now=now,
+        organisation=owner.organisation,
+        payload={"token_id": token_id, "username": row.username},
+    )
+
+
+def principal_for(session: Session, token: str, *, now: datetime) -> Principal:
+    """The principal holding ``token``; ``Unauthenticated`` if unknown, revoked or expired."""
+    if not token.startswith(TOKEN_PREFIX):
+        raise Unauthenticated("invalid token: use a token issued by `sandbox token create`")
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is None:
+        raise Unauthenticated("invalid token: use a token issued by `sandbox token create`")
+    if row.revoked_at is not None:
+        raise Unauthenticated("this token was revoked: ask the operator for a new one")
+    if row.expires_at <= now:
+        raise Unauthenticated("this token has expired: ask the operator for a new one")
+    return users.get(session, row.username)
+
+
+def list_tokens(session: Session, username: str | None = None) -> list[TokenView]:
+    """Stored tokens (optionally of one user), newest first; never the secrets."""
+    statement = select(ApiToken).order_by(ApiToken.created_at.desc())
+    if username is not None:
+        statement = statement.where(ApiToken.username == username)
+    return [
+        TokenView(
+            id=r.id,
+            username=r.username,
+            note=r.note,
+            created_at=r.created_at,
+            expires_at=r.expires_at,
+            revoked_at=r.revoked_at,
+        )
+        for r in session.scalars(statement)
+    ]

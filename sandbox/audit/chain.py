@@ -1,0 +1,115 @@
+"""The append-only hash chain of audit events.
+
+Each event's ``hash`` is the SHA-256 (hex) of the canonical JSON (sorted keys, no whitespace,
+UTF-8) of ``{seq, type, time, actor, organisation, dataset, payload, prev_hash}``; ``prev_hash`` is
+the previous event's hash (64 zeros for the first event). Events are appended inside the write
+transaction of the state change they record, so both commit or neither does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from sandbox.audit.models import AuditEventView, EventType
+from sandbox.store.models import AuditEvent, AuditHead
+
+GENESIS_HASH = "0" * 64
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def canonical_json(value: Any) -> bytes:
+    """Canonical JSON: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def format_time(moment: datetime) -> str:
+    """Fixed-width UTC ISO-8601 text with microseconds (sorts like the time it names)."""
+    if moment.tzinfo is None:
+        raise ValueError("audit times must be timezone-aware")
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    """The aware UTC datetime of a stored audit time."""
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def event_hash(event: AuditEventView) -> str:
+    """The SHA-256 an event must carry, computed from its content and ``prev_hash``."""
+    content = {
+        "seq": event.seq,
+        "type": event.type,
+        "time": event.time,
+        "actor": event.actor,
+        "organisation": event.organisation,
+        "dataset": event.dataset,
+        "payload": event.payload,
+        "prev_hash": event.prev_hash,
+    }
+    return hashlib.sha256(canonical_json(content)).hexdigest()
+
+
+def view_of(row: AuditEvent) -> AuditEventView:
+    """The view of a stored event; ``ValueError`` if its payload is not a JSON object."""
+    payload = json.loads(row.payload)
+    if not isinstance(payload, dict):
+        raise ValueError("payload is not a JSON object")
+    return AuditEventView(
+        seq=row.seq,
+        type=row.type,
+        time=row.time,
+        actor=row.actor,
+        organisation=row.organisation,
+        dataset=row.dataset,
+        payload=payload,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def append(
+    session: Session,
+    type: EventType,
+    *,
+    actor: str,
+    now: datetime,
+    organisation: str | None = None,
+    dataset: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> AuditEventView:
+    """Append one event after the chain head; call inside a write transaction."""
+    head = session.get(AuditHead, 1)
+    if head is None:
+        raise RuntimeError("the audit chain head row is missing: run `sandbox db upgrade`")
+    draft = AuditEventView(
+        seq=head.seq + 1,
+        type=type.value,
+        time=format_time(now),
+        actor=actor,
+        organisation=organisation,
+        dataset=dataset,
+        payload=payload or {},
+        prev_hash=head.hash,
+        hash="",
+    )
+    event = draft.model_copy(update={"hash": event_hash(draft)})
+    session.add(
+        AuditEvent(
+            seq=event.seq,
+            type=event.type,
+            time=event.time,
+            actor=event.actor,
+            organisation=event.organisation,
+            dataset=event.dataset,
+            payload=canonical_json(event.payload).decode("utf-8"),
+            prev_hash=event.prev_hash,
+            hash=event.hash,
+        )
+    )
+    head.seq, head.hash = event.seq, event.hash
+    return event
