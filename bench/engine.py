@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
@@ -55,10 +56,8 @@ CASES = [
     Case(
         "histogram",
         "residents",
-        "SELECT district_code, COUNT(*) FROM residents WHERE age >= 60 AND sex = 'F' "
-        "GROUP BY district_code",
-        "SELECT district_code, COUNT(*) FROM residents WHERE age >= 60 AND sex = 'F' "
-        "GROUP BY district_code",
+        "SELECT district_code, COUNT(*) FROM residents WHERE age >= 60 AND sex = 'F' GROUP BY district_code",
+        "SELECT district_code, COUNT(*) FROM residents WHERE age >= 60 AND sex = 'F' GROUP BY district_code",
         1.5,
     ),
     Case(
@@ -107,7 +106,7 @@ def prepare(n: int) -> tuple[Path, Path]:
     return home, raw
 
 
-def run_size(n: int, reps: int) -> list[dict[str, float | str]]:
+def run_size(n: int, reps: int) -> list[dict[str, Any]]:
     """Measure every case at size ``n`` in this process."""
     import duckdb  # noqa: PLC0415
 
@@ -163,7 +162,7 @@ def main() -> int:
         print(json.dumps(run_size(args.one, args.reps)))
         return 0
     BENCH_DIR.mkdir(exist_ok=True)
-    results: list[dict[str, float | str]] = []
+    results: list[dict[str, Any]] = []
     for n in (int(s) for s in args.sizes.split(",")):
         print(f"N={n:,}: preparing (first run only) ...", file=sys.stderr)
         subprocess.run([sys.executable, __file__, "--prepare", str(n)], check=True)
@@ -175,7 +174,9 @@ def main() -> int:
             text=True,
         )
         results.extend(json.loads(output.stdout))
-    header = f"{'N':>12} {'query':<14} {'DP ms':>9} {'raw ms':>9} {'ratio':>7} {'target':>7} {'peak RSS MB':>12}"
+    header = (
+        f"{'N':>12} {'query':<14} {'DP ms':>9} {'raw ms':>9} {'ratio':>7} {'target':>7} {'peak RSS MB':>12}"
+    )
     print(header)
     print("-" * len(header))
     for row in results:

@@ -51,6 +51,15 @@ class Estimate:
 PLAN_CACHE_SIZE = 1024
 
 
+@dataclass(frozen=True)
+class Statements:
+    """The SQL generated for a plan: one aggregate statement and one per quantile."""
+
+    aggregate: str
+    names: list[str]
+    quantiles: list[tuple[str, str]]
+
+
 class Engine:
     """Plans, executes and releases DP queries over a catalog's datasets."""
 
@@ -59,6 +68,7 @@ class Engine:
         self.settings = settings or Settings()
         self._databases: dict[tuple[str, str], LockedDatabase] = {}
         self._plans: dict[tuple[str, str, str, float, float, int], QueryPlan] = {}
+        self._statements: dict[str, Statements] = {}
         self._lock = threading.Lock()
 
     def plan(
@@ -113,14 +123,10 @@ class Engine:
         """Run the plan's SQL on the locked-down database and release noisy values."""
         database = self._database(plan.query.record)
         timeout = self.settings.query_timeout_s
-        names = [c.name for c in exact_columns(plan)]
-        rows = database.run(aggregate_sql(plan), timeout) if names else []
-        quantile_rows = {
-            p.key: database.run(quantile_sql(plan, p), timeout)
-            for p in plan.quantities
-            if p.quantity is Quantity.QUANTILE
-        }
-        return release(plan, exact_from_rows(plan, rows, names, quantile_rows))
+        statements = self._statements_of(plan)
+        rows = database.run(statements.aggregate, timeout) if statements.names else []
+        quantile_rows = {key: database.run(sql, timeout) for key, sql in statements.quantiles}
+        return release(plan, exact_from_rows(plan, rows, statements.names, quantile_rows))
 
     def query(
         self, dataset: str, sql: str, epsilon: float, delta: float = 0.0, *, min_group_size: int = 0
@@ -133,6 +139,24 @@ class Engine:
     ) -> Estimate:
         """Cost and expected accuracy of ``sql``, without touching data."""
         return estimate_of(self.plan(dataset, sql, epsilon, delta, min_group_size=min_group_size))
+
+    def _statements_of(self, plan: QueryPlan) -> Statements:
+        key = plan.summary.fingerprint
+        with self._lock:
+            statements = self._statements.get(key)
+        if statements is None:
+            statements = Statements(
+                aggregate=aggregate_sql(plan),
+                names=[c.name for c in exact_columns(plan)],
+                quantiles=[
+                    (p.key, quantile_sql(plan, p)) for p in plan.quantities if p.quantity is Quantity.QUANTILE
+                ],
+            )
+            with self._lock:
+                self._statements[key] = statements
+                if len(self._statements) > PLAN_CACHE_SIZE:
+                    self._statements.pop(next(iter(self._statements)))
+        return statements
 
     def close(self) -> None:
         """Close every open database."""

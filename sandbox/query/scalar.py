@@ -114,9 +114,10 @@ class ScalarChecker:
             left, right = self._string(node.this), self._string(node.expression)
             return Typed(type(node)(this=left.sql, expression=right.sql), Kind.BOOLEAN)
         if isinstance(node, wl.PATTERN_MATCH):
-            self._only_args(node, "this", "expression")
+            self._only_args(node, "this", "expression", "negate")
             left, right = self._string(node.this), self._string(node.expression)
-            return Typed(type(node)(this=left.sql, expression=right.sql), Kind.BOOLEAN)
+            match = type(node)(this=left.sql, expression=right.sql)
+            return Typed(exp.Not(this=match) if node.args.get("negate") else match, Kind.BOOLEAN)
         if isinstance(node, exp.Escape):
             raise QueryRejected("sql.like_escape", "LIKE ... ESCAPE is not allowed; use LIKE without ESCAPE.")
         if isinstance(node, wl.DATE_PARTS):
@@ -294,7 +295,7 @@ class ScalarChecker:
         return typed.sql
 
     def _variadic(self, node: exp.Expression) -> Typed:
-        self._only_args(node, "this", "expressions")
+        self._only_args(node, "this", "expressions", "ignore_nulls")
         args = [node.this, *node.expressions] if node.this is not None else list(node.expressions)
         typed = [self.check(a) for a in args]
         kind = Kind.NULL
@@ -302,7 +303,10 @@ class ScalarChecker:
             kind = self._common_kind(typed[0], item, describe(node))
         kind = typed[0].kind if kind is Kind.NULL else kind
         rebuilt = [as_double(t) if kind is Kind.NUMERIC else t.sql for t in typed]
-        return Typed(type(node)(this=rebuilt[0], expressions=rebuilt[1:]), kind)
+        result = type(node)(this=rebuilt[0], expressions=rebuilt[1:])
+        if node.args.get("ignore_nulls"):  # DuckDB's GREATEST/LEAST skip NULLs
+            result.set("ignore_nulls", True)
+        return Typed(result, kind)
 
     def _case(self, node: exp.Case) -> Typed:
         self._only_args(node, "ifs", "default")

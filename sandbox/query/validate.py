@@ -174,6 +174,15 @@ class _Validator:
                 f"{describe(table.this if isinstance(table, exp.Table) else table)} in FROM is "
                 "not allowed; name one table of the dataset.",
             )
+        modifiers = sorted(k for k, v in table.args.items() if v and k not in TABLE_ARGS_ALLOWED)
+        if "sample" in modifiers:
+            raise QueryRejected("sql.sample", "Sampling clauses are not allowed.")
+        if modifiers or (table.args.get("alias") and table.args["alias"].columns):
+            raise QueryRejected(
+                "sql.table_modifier",
+                "Table modifiers (time travel, column aliases, hints ...) are not allowed; name one "
+                "table of the dataset.",
+            )
         name = table.name
         schema = (table.db or "").lower()
         if schema in wl.SYSTEM_SCHEMAS or name.lower().startswith(wl.SYSTEM_CATALOG_PREFIXES):
@@ -265,6 +274,8 @@ class _Validator:
         keys: list[GroupKey] = []
         sources: list[str] = []
         for item in group.expressions:
+            if isinstance(item, exp.Rollup | exp.Cube | exp.GroupingSets):
+                raise QueryRejected("sql.grouping_sets", "ROLLUP, CUBE and GROUPING SETS are not allowed.")
             expr = self._resolve_reference(item, select, aliases)
             self._no_aggregates(expr, "GROUP BY")
             keys.append(self._group_key(expr, len(keys)))
@@ -344,6 +355,9 @@ class _Validator:
             if isinstance(expr, exp.AggFunc) or _is_aggregate_call(expr):
                 outputs.append(OutputColumn(name=name, aggregate=self._aggregate(expr)))
                 continue
+            forbidden = next(expr.find_all(*wl.RAW_VALUE_AGGREGATES), None)
+            if forbidden is not None:
+                self._aggregate_spec(forbidden)  # raises sql.forbidden_aggregate, e.g. ANY_VALUE
             if any(True for _ in expr.find_all(exp.AggFunc)):
                 raise QueryRejected(
                     "sql.aggregate_expression",
@@ -594,6 +608,11 @@ class _Validator:
         value = limit.expression
         if not (isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit()):
             raise QueryRejected("sql.limit", "LIMIT takes a non-negative integer literal.")
+        options = limit.args.get("limit_options")
+        if options is not None and any(options.args.values()):
+            raise QueryRejected("sql.limit", "LIMIT takes a row count only (no PERCENT or WITH TIES).")
+        if int(value.this) > MAX_LIMIT:
+            raise QueryRejected("sql.limit", f"LIMIT must be at most {MAX_LIMIT}.")
         return int(value.this)
 
     def _no_aggregates(self, node: exp.Expression, clause: str) -> None:
@@ -601,6 +620,9 @@ class _Validator:
             if isinstance(inner, exp.AggFunc) or _is_aggregate_call(cast(exp.Expression, inner)):
                 raise reject_construct(exp.Sum(this=exp.null()), clause)
 
+
+TABLE_ARGS_ALLOWED = frozenset({"this", "db", "catalog", "alias"})
+MAX_LIMIT = 2**31 - 1
 
 AGGREGATE_FUNCTION_NAMES = frozenset(
     {
