@@ -6,8 +6,10 @@ import logging
 from typing import cast
 
 from sqlglot import ParseError, TokenError, exp, parse
+from sqlglot.dialects.dialect import Dialect
 
 from sandbox.errors import QueryRejected
+from sandbox.query.whitelist import STATEMENT_KEYWORDS
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -17,6 +19,11 @@ def parse_select(sql: str) -> exp.Select:
     try:
         statements = [s for s in parse(sql, read="duckdb") if s is not None]
     except (ParseError, TokenError) as error:
+        keyword = _leading_keyword(sql)
+        if keyword in STATEMENT_KEYWORDS:
+            raise QueryRejected(
+                "sql.statement_not_allowed", f"Only SELECT queries are allowed; {keyword} statements are not."
+            ) from None
         raise QueryRejected(
             "sql.parse_error", f"The SQL could not be parsed (DuckDB dialect): {_first_line(error)}"
         ) from None
@@ -48,6 +55,15 @@ def _statement_name(statement: exp.Expression) -> str:
     if isinstance(statement, exp.Alias | exp.Column | exp.Identifier):
         return "unrecognised"
     return type(statement).__name__.upper()
+
+
+def _leading_keyword(sql: str) -> str | None:
+    """The first word of ``sql`` in upper case, if it tokenizes."""
+    try:
+        tokens = Dialect.get_or_raise("duckdb").tokenize(sql)
+    except TokenError:
+        return None
+    return tokens[0].text.upper() if tokens else None
 
 
 def _first_line(error: Exception) -> str:

@@ -143,6 +143,49 @@ RAW_VALUE_AGGREGATES: tuple[type[exp.Expression], ...] = (
     exp.BitwiseXorAgg,
 )
 
+# Statements sqlglot may fail to parse (e.g. EXPORT DATABASE), named in the rejection instead of a
+# parse error.
+STATEMENT_KEYWORDS = frozenset(
+    {
+        "ALTER",
+        "ATTACH",
+        "BEGIN",
+        "CALL",
+        "CHECKPOINT",
+        "COMMENT",
+        "COMMIT",
+        "COPY",
+        "CREATE",
+        "DEALLOCATE",
+        "DELETE",
+        "DESCRIBE",
+        "DETACH",
+        "DROP",
+        "EXECUTE",
+        "EXPLAIN",
+        "EXPORT",
+        "FORCE",
+        "GRANT",
+        "IMPORT",
+        "INSERT",
+        "INSTALL",
+        "LOAD",
+        "MERGE",
+        "PRAGMA",
+        "PREPARE",
+        "RESET",
+        "REVOKE",
+        "ROLLBACK",
+        "SET",
+        "SHOW",
+        "SUMMARIZE",
+        "TRUNCATE",
+        "UPDATE",
+        "USE",
+        "VACUUM",
+    }
+)
+
 # Names that are system catalogs or table functions, for a precise message.
 SYSTEM_CATALOG_PREFIXES = ("duckdb_", "pragma_", "sqlite_", "pg_")
 SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "system", "temp"})
