@@ -38,6 +38,9 @@ def exact_columns(plan: QueryPlan) -> list[ExactColumn]:
             raw = exp.column(column.physical, quoted=True)
             columns["u"] = exp.Count(this=exp.Distinct(expressions=[raw]))
             continue
+        if planned.quantity is Quantity.NONNULL and column.clamped is None:  # COUNT(dimension)
+            columns[f"c_{planned.column}"] = exp.Count(this=exp.column(column.physical, quoted=True))
+            continue
         assert column.clamped is not None
         clamped = exp.column(column.clamped, quoted=True)
         if planned.quantity is not Quantity.SUM:
