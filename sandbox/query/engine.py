@@ -112,6 +112,7 @@ class Engine:
             min_group_size=min_group_size,
             max_key_cells=self.settings.max_public_key_cells,
             quantile_candidates=self.settings.quantile_candidates,
+            mechanism=self.settings.mechanism,
         )
         with self._lock:
             self._plans[key] = plan

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from opendp import accuracy, domains, measurements, measures, metrics
+from opendp import accuracy, combinators, domains, measurements, measures, metrics
 from opendp.mod import Measurement, enable_features
 
 from sandbox.errors import InvalidRequest
@@ -31,9 +31,10 @@ class Calibration:
     mechanism: str
     sensitivity: float
     scale: float
-    epsilon: float
+    epsilon: float | None
     delta: float = 0.0
     threshold: int | None = None
+    rho: float | None = None
     measurement: Measurement = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def ci95(self) -> float | None:
@@ -45,6 +46,10 @@ class Calibration:
             )
         if self.mechanism == "laplace":
             return float(accuracy.laplacian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
+        if self.mechanism == "discrete_gaussian":
+            return float(accuracy.discrete_gaussian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
+        if self.mechanism == "gaussian":
+            return float(accuracy.gaussian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
         return None
 
     def public(self) -> dict[str, Any]:
@@ -56,6 +61,7 @@ class Calibration:
             "epsilon": self.epsilon,
             "delta": self.delta,
             "threshold": self.threshold,
+            "rho": self.rho,
         }
 
 
@@ -80,13 +86,7 @@ def integer_laplace(sensitivity: int, epsilon: float) -> Calibration:
 
     measurement, scale = _widen_until(make, sensitivity, sensitivity / epsilon, lambda eps: eps <= epsilon)
     return Calibration(
-        "discrete_laplace",
-        sensitivity,
-        scale,
-        float(measurement.map(sensitivity)),
-        0.0,
-        None,
-        measurement,
+        "discrete_laplace", sensitivity, scale, float(measurement.map(sensitivity)), measurement=measurement
     )
 
 
@@ -101,7 +101,7 @@ def float_laplace(sensitivity: float, epsilon: float) -> Calibration:
 
     measurement, scale = _widen_until(make, sensitivity, sensitivity / epsilon, lambda eps: eps <= epsilon)
     return Calibration(
-        "laplace", sensitivity, scale, float(measurement.map(sensitivity)), 0.0, None, measurement
+        "laplace", sensitivity, scale, float(measurement.map(sensitivity)), measurement=measurement
     )
 
 
@@ -144,7 +144,9 @@ def laplace_threshold(max_rows: int, epsilon: float, delta: float) -> Calibratio
         low, high = (low, middle) if fits(middle) else (middle, high)
     measurement = make(high)
     eps, dlt = measurement.map(d_in)
-    return Calibration("laplace_threshold", max_rows, scale, float(eps), float(dlt), high, measurement)
+    return Calibration(
+        "laplace_threshold", max_rows, scale, float(eps), float(dlt), threshold=high, measurement=measurement
+    )
 
 
 @lru_cache(maxsize=1024)
@@ -162,8 +164,75 @@ def noisy_max(sensitivity: int, epsilon: float) -> Calibration:
         make, sensitivity, 2 * sensitivity / epsilon, lambda eps: eps <= epsilon
     )
     return Calibration(
-        "noisy_max", sensitivity, scale, float(measurement.map(sensitivity)), 0.0, None, measurement
+        "noisy_max", sensitivity, scale, float(measurement.map(sensitivity)), measurement=measurement
     )
+
+
+@lru_cache(maxsize=4096)
+def integer_gaussian(sensitivity: int, rho: float) -> Calibration:
+    """Discrete Gaussian on a vector of integers with the given L2 sensitivity (zCDP ``rho``)."""
+    domain = domains.vector_domain(domains.atom_domain(T="i64"))
+    metric = metrics.l2_distance(T="i64")
+
+    def make(scale: float) -> Measurement:
+        return measurements.make_gaussian(domain, metric, scale=scale)
+
+    measurement, scale = _widen_until(
+        make, sensitivity, sensitivity / math.sqrt(2 * rho), lambda loss: loss <= rho
+    )
+    return Calibration(
+        "discrete_gaussian",
+        sensitivity,
+        scale,
+        None,
+        rho=float(measurement.map(sensitivity)),
+        measurement=measurement,
+    )
+
+
+@lru_cache(maxsize=4096)
+def float_gaussian(sensitivity: float, rho: float) -> Calibration:
+    """Gaussian on a vector of floats with the given L2 sensitivity (zCDP ``rho``)."""
+    domain = domains.vector_domain(domains.atom_domain(T=float, nan=False))
+    metric = metrics.l2_distance(T=float)
+
+    def make(scale: float) -> Measurement:
+        return measurements.make_gaussian(domain, metric, scale=scale)
+
+    measurement, scale = _widen_until(
+        make, sensitivity, sensitivity / math.sqrt(2 * rho), lambda loss: loss <= rho
+    )
+    return Calibration(
+        "gaussian",
+        sensitivity,
+        scale,
+        None,
+        rho=float(measurement.map(sensitivity)),
+        measurement=measurement,
+    )
+
+
+def epsilon_of_rho(rho: float, delta: float) -> float:
+    """(epsilon, delta)-DP epsilon of a rho-zCDP release, by OpenDP's own conversion."""
+    proxy = measurements.make_gaussian(
+        domains.atom_domain(T=float, nan=False),
+        metrics.absolute_distance(T=float),
+        scale=1 / math.sqrt(2 * rho),
+    )
+    converted = combinators.make_fix_delta(combinators.make_zCDP_to_approxDP(proxy), delta)
+    return float(converted.map(1.0)[0])
+
+
+@lru_cache(maxsize=1024)
+def rho_for(epsilon: float, delta: float) -> float:
+    """The largest zCDP rho whose (epsilon, delta) conversion stays within ``epsilon``."""
+    low, high = 0.0, epsilon
+    while epsilon_of_rho(high, delta) <= epsilon:
+        low, high = high, high * 2
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if epsilon_of_rho(middle, delta) <= epsilon else (low, middle)
+    return low
 
 
 def release_integers(calibration: Calibration, values: Sequence[int]) -> list[int]:

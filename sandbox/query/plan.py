@@ -170,6 +170,7 @@ def build_plan(
     min_group_size: int,
     max_key_cells: int,
     quantile_candidates: int,
+    mechanism: str = "laplace",
 ) -> QueryPlan:
     """Split ``epsilon`` (and ``delta``) across the query's base quantities and calibrate each."""
     check_budget_request(epsilon, delta)
@@ -184,10 +185,11 @@ def build_plan(
     if needs_rows and (Quantity.ROWS, None, None) not in wanted:
         wanted.append((Quantity.ROWS, None, None))
 
-    share = epsilon / len(wanted)
     groups = (
         len(public_groups) if grouping is Grouping.PUBLIC_KEYS else (1 if grouping is Grouping.NONE else None)
     )
+    touched = 1 if groups == 1 else (k if groups is None else min(k, groups))
+    budget = _Budget.split(mechanism, epsilon, delta, len(wanted), grouping is Grouping.THRESHOLD)
     planned: list[PlannedQuantity] = []
     selection: Calibration | None = None
     for quantity, column, q in wanted:
@@ -199,22 +201,17 @@ def build_plan(
         delta_ = sensitivity(quantity, k, groups, bounds, q)
         candidates = 0
         if quantity is Quantity.ROWS and grouping is Grouping.THRESHOLD:
-            selection = mechanisms.laplace_threshold(k, share, delta)
+            selection = mechanisms.laplace_threshold(k, budget.selection_epsilon, budget.selection_delta)
             calibration = selection
         elif quantity is Quantity.QUANTILE:
-            per_group = share / (1 if groups == 1 else (k if groups is None else min(k, groups)))
-            calibration = mechanisms.noisy_max(delta_, per_group)
+            calibration = mechanisms.noisy_max(delta_, budget.pure_epsilon(touched))
             assert bounds is not None
             candidates = min(quantile_candidates, bounds.upper - bounds.lower + 1)
-        elif quantity is Quantity.CENTERED_SUMSQ:
-            calibration = mechanisms.float_laplace(float(delta_) * (1 + 2**-40), share)
         else:
-            calibration = mechanisms.integer_laplace(delta_, share)
+            calibration = budget.additive(delta_, floating=quantity is Quantity.CENTERED_SUMSQ)
         planned.append(PlannedQuantity(quantity, column, calibration, q, bounds, candidates))
+    budget.check(planned, touched, selection)
 
-    loss = sum(_epsilon_of(p, groups, k) for p in planned)
-    if loss > epsilon * (1 + 1e-9) or (selection is not None and selection.delta > delta):
-        raise AssertionError("plan exceeds the requested budget")  # pragma: no cover
     summary = QuerySummary(
         dataset=query.record.name,
         dataset_version=query.record.version,
@@ -232,6 +229,7 @@ def build_plan(
             repr(epsilon),
             repr(delta),
             str(min_group_size),
+            mechanism,
         ),
     )
     return QueryPlan(
@@ -244,17 +242,78 @@ def build_plan(
         selection=selection,
         min_group_size=min_group_size,
         epsilon_spent=epsilon,
-        delta_spent=delta if selection is not None else 0.0,
+        delta_spent=delta if selection is not None or mechanism == "gaussian" else 0.0,
         summary=summary,
     )
 
 
-def _epsilon_of(planned: PlannedQuantity, groups: int | None, k: int) -> float:
-    """Privacy loss of one planned quantity over all groups (quantiles run once per group)."""
-    if planned.quantity is Quantity.QUANTILE:
-        touched = 1 if groups == 1 else (k if groups is None else min(k, groups))
-        return planned.calibration.epsilon * touched
-    return planned.calibration.epsilon
+@dataclass(frozen=True)
+class _Budget:
+    """How a query's (epsilon, delta) is shared among its quantities.
+
+    Laplace (pure DP): every quantity gets epsilon / n. Gaussian: partition selection keeps its
+    pure share and half of delta; the other quantities share equally the zCDP budget ``rho_total``
+    that OpenDP's conversion maps to the remaining (epsilon, delta).
+    """
+
+    epsilon: float
+    share: float
+    selection_delta: float
+    rho_total: float | None
+    rho_share: float | None
+
+    @classmethod
+    def split(cls, mechanism: str, epsilon: float, delta: float, n: int, threshold: bool) -> _Budget:
+        share = epsilon / n
+        if mechanism == "laplace":
+            return cls(epsilon, share, delta, None, None)
+        if delta <= 0:
+            raise InvalidRequest("The Gaussian mechanism needs delta > 0 (e.g. 1e-7).", code="request.delta")
+        selection_delta = delta / 2 if threshold else 0.0
+        rest = n - 1 if threshold else n
+        if rest == 0:
+            return cls(epsilon, share, selection_delta, None, None)
+        rho = mechanisms.rho_for(epsilon - share if threshold else epsilon, delta - selection_delta)
+        return cls(epsilon, share, selection_delta, rho, rho / rest)
+
+    @property
+    def selection_epsilon(self) -> float:
+        """Pure epsilon of partition selection."""
+        return self.share
+
+    def pure_epsilon(self, touched: int) -> float:
+        """Epsilon of one pure-DP run (a quantile in one group) when it touches ``touched`` groups."""
+        if self.rho_share is None:
+            return self.share / touched
+        return math.sqrt(2 * self.rho_share / touched)
+
+    def additive(self, sensitivity: int, *, floating: bool) -> Calibration:
+        """The additive-noise calibration of one quantity."""
+        if self.rho_share is None:
+            if floating:
+                return mechanisms.float_laplace(float(sensitivity) * (1 + 2**-40), self.share)
+            return mechanisms.integer_laplace(sensitivity, self.share)
+        if floating:
+            return mechanisms.float_gaussian(float(sensitivity) * (1 + 2**-40), self.rho_share)
+        return mechanisms.integer_gaussian(sensitivity, self.rho_share)
+
+    def check(self, planned: list[PlannedQuantity], touched: int, selection: Calibration | None) -> None:
+        """Assert that the calibrated losses (from OpenDP's maps) fit the budget."""
+        pure = selection.epsilon or 0.0 if selection is not None else 0.0
+        rho = 0.0
+        for p in planned:
+            if p.calibration is selection:
+                continue
+            runs = touched if p.quantity is Quantity.QUANTILE else 1
+            epsilon = p.calibration.epsilon or 0.0
+            if self.rho_total is None:
+                pure += runs * epsilon
+            else:
+                rho += p.calibration.rho or runs * epsilon**2 / 2
+        if pure > (self.epsilon if self.rho_total is None else self.share) * (1 + 1e-9):
+            raise AssertionError("plan exceeds its epsilon")  # pragma: no cover
+        if self.rho_total is not None and rho > self.rho_total * (1 + 1e-9):
+            raise AssertionError("plan exceeds its zCDP budget")  # pragma: no cover
 
 
 def check_budget_request(epsilon: float, delta: float) -> None:

@@ -223,17 +223,17 @@ class _Validator:
         if isinstance(node.this, exp.Star):
             raise QueryRejected("sql.select_star", "* is not allowed: only aggregates are returned.")
         spec = self.table.column(node.name)
+        if spec is not None and spec.role is ColumnRole.IDENTIFIER:  # identifiers are never stored
+            raise QueryRejected(
+                "sql.identifier_column",
+                f"Column '{spec.name}' is an identifier and cannot be used in any clause.",
+            )
         stored = self.stored.column(node.name)
         if spec is None or stored is None:
             raise QueryRejected(
                 "sql.unknown_column",
                 f"Column '{node.name[:60]}' is not a declared column of table '{self.table.name}'; "
                 "undeclared columns are not usable.",
-            )
-        if spec.role is ColumnRole.IDENTIFIER:
-            raise QueryRejected(
-                "sql.identifier_column",
-                f"Column '{spec.name}' is an identifier and cannot be used in any clause.",
             )
         self.columns_used.add(spec.name)
         return spec, stored
@@ -311,6 +311,7 @@ class _Validator:
                     "sql.group_by_privacy_unit",
                     f"Grouping by the privacy unit '{spec.name}' would release per-person values.",
                 )
+            _not_a_measure(spec)
             keys = tuple(spec.keys) if spec.role is ColumnRole.DIMENSION and spec.keys else None
             kind = kind_of_duckdb_type(stored.duckdb_type)
             if kind is Kind.OTHER:
@@ -325,6 +326,7 @@ class _Validator:
                     "sql.group_by_privacy_unit",
                     f"Grouping by an expression of the privacy unit '{spec.name}' is not allowed.",
                 )
+            _not_a_measure(spec)
         typed = self._scalar_column("GROUP BY").check(expr)
         return GroupKey(typed.sql, f"group_{index}", typed.kind, None)
 
@@ -335,6 +337,8 @@ class _Validator:
         names: set[str] = set()
         for item in select.expressions:
             expr = item.this if isinstance(item, exp.Alias) else item
+            while isinstance(expr, exp.Paren):  # (SUM(x)) is SUM(x)
+                expr = expr.this
             if isinstance(expr, exp.Star):
                 raise QueryRejected(
                     "sql.select_star", "SELECT * returns raw rows; select aggregates instead."
@@ -671,6 +675,16 @@ AGGREGATE_FUNCTION_NAMES = frozenset(
         "quantile_cont",
     }
 )
+
+
+def _not_a_measure(spec: ColumnSpec) -> None:
+    """Group keys are dimensions: a measure is aggregated, never grouped by."""
+    if spec.role is ColumnRole.MEASURE:
+        raise QueryRejected(
+            "sql.group_by_measure",
+            f"'{spec.name}' is a measure; GROUP BY takes dimension columns only (aggregate the "
+            "measure, or filter on it in WHERE).",
+        )
 
 
 def _is_aggregate_call(node: exp.Expression) -> bool:
