@@ -9,11 +9,12 @@ unit (rows with a NULL unit are dropped).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from sandbox.catalog import column_types
 from sandbox.catalog.fingerprint import content_sha256, file_sha256
@@ -25,8 +26,8 @@ from sandbox.catalog.models import (
     StoredTable,
     TableSpec,
 )
-from sandbox.catalog.sources import Source, batches, count_rows, empty_table
-from sandbox.errors import InternalError
+from sandbox.catalog.sources import CSV_BLOCK_BYTES, Source, batches, count_rows, empty_table
+from sandbox.errors import InternalError, MetadataInvalid
 
 Progress = Callable[[int, int], None]
 LOADED_ROLES = frozenset({ColumnRole.PRIVACY_UNIT, ColumnRole.DIMENSION, ColumnRole.MEASURE})
@@ -183,13 +184,29 @@ def _load(con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Callable[[in
         con.execute(f"CREATE TABLE {target} AS SELECT {plan.stored_select()} FROM {rows}")
         insert = f"INSERT INTO {target} SELECT {plan.stored_select()} FROM {rows}"
     con.unregister(_BATCH_VIEW)
-    for batch in batches(plan.source, source_columns):
+    for batch in _read(plan, source_columns):
         con.register(_BATCH_VIEW, batch)
         con.execute(insert)
         con.unregister(_BATCH_VIEW)
         advance(batch.num_rows)
     if plan.bounds_contributions:
         _bound_contributions(con, plan, staging)
+
+
+def _read(plan: TablePlan, source_columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """The source's batches; a read error becomes ``MetadataInvalid`` without the data-bearing message."""
+    try:
+        yield from batches(plan.source, source_columns)
+    except pa.ArrowException:
+        reason = (
+            f"CSV column types are inferred from the first {CSV_BLOCK_BYTES >> 20} MB "
+            "and a later value does not fit them"
+            if plan.source.is_csv
+            else "the file is damaged"
+        )
+        kind = "CSV" if plan.source.is_csv else "Parquet"
+        problem = f"table {plan.name!r}: the {kind} source could not be read to the end ({reason})"
+        raise MetadataInvalid("the source could not be loaded", details={"problems": [problem]}) from None
 
 
 def _bound_contributions(con: duckdb.DuckDBPyConnection, plan: TablePlan, staging: str) -> None:

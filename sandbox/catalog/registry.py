@@ -20,7 +20,8 @@ from pathlib import Path
 
 from sandbox.catalog.fingerprint import dataset_version
 from sandbox.catalog.ingest import Progress, build_database
-from sandbox.catalog.models import NAME_PATTERN, DatasetRecord
+from sandbox.catalog.models import NAME_PATTERN, DatasetMetadata, DatasetRecord
+from sandbox.catalog.sources import Source
 from sandbox.catalog.validate import validate_document
 from sandbox.errors import Conflict, MetadataInvalid, NotFound
 
@@ -65,30 +66,18 @@ class Catalog:
         if not replace and (self.datasets_dir / metadata.dataset).exists():
             raise _exists(metadata.dataset)
         self._ensure_dirs()
+        self._remove_stale()
         staging = self.datasets_dir / f".staging-{uuid.uuid4().hex}"
-        staging.mkdir(mode=0o700)
-        try:
-            tables = build_database(
-                staging / DATABASE_FILE,
-                metadata,
-                validation.sources,
-                temp_dir=staging / "tmp",
-                progress=progress,
-            )
-            shutil.rmtree(staging / "tmp", ignore_errors=True)
-            record = DatasetRecord(
-                metadata=metadata,
-                tables=tables,
-                version=dataset_version(metadata, tables),
-                registered_at=datetime.now(UTC),
-                database_file=DATABASE_FILE,
-            )
-            _write_private(staging / RECORD_FILE, record.model_dump_json(indent=2))
-            os.chmod(staging / DATABASE_FILE, 0o600)
-            self._install(staging, metadata.dataset, replace=replace)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+        marker = _marker(staging)
+        with _file_lock(marker, blocking=True):
+            staging.mkdir(mode=0o700)
+            try:
+                record = self._build(staging, metadata, validation.sources, progress)
+                self._install(staging, metadata.dataset, replace=replace)
+            finally:
+                if staging.exists():
+                    shutil.rmtree(staging, ignore_errors=True)
+                marker.unlink(missing_ok=True)
         return record
 
     def get(self, name: str) -> DatasetRecord:
@@ -127,6 +116,42 @@ class Catalog:
                 folder.mkdir(mode=0o700, parents=True)
         os.chmod(self.datasets_dir, 0o700)
 
+    def _build(
+        self,
+        staging: Path,
+        metadata: DatasetMetadata,
+        sources: dict[str, Source],
+        progress: Progress | None,
+    ) -> DatasetRecord:
+        """Load the database and write the record in the staging folder."""
+        tables = build_database(
+            staging / DATABASE_FILE, metadata, sources, temp_dir=staging / "tmp", progress=progress
+        )
+        shutil.rmtree(staging / "tmp", ignore_errors=True)
+        record = DatasetRecord(
+            metadata=metadata,
+            tables=tables,
+            version=dataset_version(metadata, tables),
+            registered_at=datetime.now(UTC),
+            database_file=DATABASE_FILE,
+        )
+        _write_private(staging / RECORD_FILE, record.model_dump_json(indent=2))
+        os.chmod(staging / DATABASE_FILE, 0o600)
+        return record
+
+    def _remove_stale(self) -> None:
+        """Delete what a crashed registration left: staging folders nobody holds, old versions."""
+        with self._lock():
+            for entry in self.datasets_dir.iterdir():
+                if entry.name.startswith(".old-") and entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                elif entry.name.startswith(".staging-") and entry.is_dir():
+                    marker = _marker(entry)
+                    with _file_lock(marker, blocking=False) as free:
+                        if free:
+                            shutil.rmtree(entry, ignore_errors=True)
+                            marker.unlink(missing_ok=True)
+
     def _install(self, staging: Path, name: str, *, replace: bool) -> None:
         """Rename the staging folder into place (old version renamed away, then deleted)."""
         final = self.datasets_dir / name
@@ -148,13 +173,30 @@ class Catalog:
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
-        descriptor = os.open(self.datasets_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        with os.fdopen(descriptor, "r+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        """The catalog-wide lock around renames in the datasets folder."""
+        with _file_lock(self.datasets_dir / ".lock", blocking=True):
+            yield
+
+
+def _marker(staging: Path) -> Path:
+    """The lock file a registration holds while it builds in ``staging``."""
+    return staging.with_name(staging.name + ".lock")
+
+
+@contextmanager
+def _file_lock(path: Path, *, blocking: bool) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path``; yields False if not blocking and it is held elsewhere."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    with os.fdopen(descriptor, "r+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import fcntl
 import hashlib
 import json
 import math
@@ -19,7 +20,7 @@ import yaml
 
 from sandbox.catalog import Catalog, DatasetRecord
 from sandbox.catalog.models import StoredTable
-from sandbox.errors import Conflict, NotFound
+from sandbox.errors import Conflict, MetadataInvalid, NotFound
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_METADATA = REPO / "deploy" / "datasets" / "shared"
@@ -406,6 +407,56 @@ def test_nothing_half_registered_when_ingest_fails(small: tuple[Catalog, Path]) 
     with pytest.raises(KeyboardInterrupt):
         catalog.register(path, replace=True, progress=interrupt)
     assert catalog.get("demo") == first
+    assert leftovers(catalog) == []
+
+
+def test_csv_value_past_type_inference_fails_cleanly(tmp_path: Path) -> None:
+    padding = "p" * 200
+    lines = ["id,amount,note"] + [f"{i},{i % 7},{padding}" for i in range(90_000)] + ["90000,not-a-number,x"]
+    (tmp_path / "big.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert (tmp_path / "big.csv").stat().st_size > 16 << 20
+    doc = {
+        "dataset": "big",
+        "title": "Big",
+        "owner": "owner-a",
+        "classification": "general",
+        "tables": [
+            {
+                "name": "big",
+                "source": "big.csv",
+                "privacy_unit": "id",
+                "max_rows_per_unit": 1,
+                "columns": [
+                    {"name": "id", "role": "privacy_unit"},
+                    {"name": "amount", "role": "measure", "lower": 0, "upper": 10},
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    catalog = Catalog(tmp_path / "home")
+    assert catalog.validate(path) == []
+    with pytest.raises(MetadataInvalid) as caught:
+        catalog.register(path)
+    (problem,) = caught.value.details["problems"]
+    assert problem.startswith("table 'big': the CSV source could not be read to the end")
+    assert "not-a-number" not in problem
+    assert not (catalog.datasets_dir / "big").exists()
+    assert leftovers(catalog) == []
+
+
+def test_leftovers_of_a_crash_are_removed(small: tuple[Catalog, Path]) -> None:
+    catalog, path = small
+    catalog.datasets_dir.mkdir(parents=True)
+    for name in (".staging-dead", ".old-dead", ".staging-live"):
+        (catalog.datasets_dir / name).mkdir()
+        (catalog.datasets_dir / name / "data.duckdb").write_bytes(b"partial")
+    with (catalog.datasets_dir / ".staging-live.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        catalog.register(path)
+        assert leftovers(catalog) == [".staging-live", ".staging-live.lock"]
+    catalog.register(path, replace=True)
     assert leftovers(catalog) == []
 
 
