@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from sandbox.catalog.synthetic.writer import generate
+from sandbox.catalog.synthetic.writer import CHUNK_SIZE, generate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1_000_000, help="number of residents (default 1000000)")
     parser.add_argument("--seed", type=int, default=42, help="unsigned 64-bit seed (default 42)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--chunk-size", type=int, default=1_000_000, help="residents per chunk (memory)")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=CHUNK_SIZE,
+        help=f"residents per chunk; memory grows with it (default {CHUNK_SIZE})",
+    )
     args = parser.parse_args(argv)
 
     started = time.monotonic()
