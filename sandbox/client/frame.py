@@ -1,0 +1,117 @@
+"""``DPFrame``: a pandas DataFrame of noisy answers that shows each value with its 95% CI.
+
+The gateway returns, per aggregate column, the half-width of the 95% confidence interval of every
+row (``accuracy[].ci95``). The frame keeps them in ``attrs["ci95"]`` (column -> list in answer row
+order) and finds a row's interval through its index label, which starts as the answer's row
+number; sorting or filtering keeps labels, so the intervals follow their rows.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import numbers
+from typing import Any, cast
+
+import pandas as pd
+
+__all__ = ["DPFrame"]
+
+PLUS_MINUS = "±"
+
+
+class DPFrame(pd.DataFrame):
+    """Noisy answer rows; ``attrs`` hold the cost, the per-cell 95% CI, the query id and the budget."""
+
+    @property
+    def _constructor(self) -> type[DPFrame]:
+        return DPFrame
+
+    def ci95(self, column: str) -> pd.Series:
+        """Half-widths of the 95% CIs of ``column``, aligned with the frame's rows (NaN if unknown)."""
+        widths = self.attrs.get("ci95", {}).get(column)
+        values = [_lookup(widths, label) for label in self.index]
+        return pd.Series(values, index=self.index, name=f"{column}_ci95", dtype="float64")
+
+    def with_ci(self) -> pd.DataFrame:
+        """A plain DataFrame with the answer and one ``<column>_ci95`` column per aggregate."""
+        plain = pd.DataFrame(self)
+        for column in self.attrs.get("ci95", {}):
+            if column in plain.columns:
+                plain[f"{column}_ci95"] = self.ci95(column)
+        return plain
+
+    def _display_frame(self) -> pd.DataFrame:
+        """The rows as text, aggregates as ``value ± half-width``."""
+        shown = pd.DataFrame(self).astype(object)
+        for column in self.attrs.get("ci95", {}):
+            if column not in shown.columns:
+                continue
+            widths = self.ci95(column)
+            shown[column] = [
+                _with_interval(value, width) for value, width in zip(self[column], widths, strict=True)
+            ]
+        return shown
+
+    def summary_line(self) -> str:
+        """One line: privacy cost, cache, query id and remaining budget."""
+        attrs = self.attrs
+        if "query_id" not in attrs:
+            return ""
+        parts = [f"ε spent {_number(attrs.get('epsilon_spent', 0.0))}"]
+        if attrs.get("delta_spent"):
+            parts.append(f"δ spent {_number(attrs['delta_spent'])}")
+        if attrs.get("cached"):
+            parts.append("replayed from cache, no cost")
+        budget = attrs.get("budget") or {}
+        if "epsilon_remaining" in budget:
+            parts.append(f"ε remaining {_number(budget['epsilon_remaining'])}")
+        parts.append(f"query {attrs['query_id']}")
+        parts.append(f"{PLUS_MINUS} = 95% CI half-width")
+        return " · ".join(parts)
+
+    def __repr__(self) -> str:
+        line = self.summary_line()
+        text = repr(self._display_frame()) if "ci95" in self.attrs else super().__repr__()
+        return f"{text}\n{line}" if line else text
+
+    def _repr_html_(self) -> str | None:
+        pandas_html = pd.DataFrame._repr_html_  # type: ignore[attr-defined]
+        if "ci95" not in self.attrs:
+            return cast("str | None", pandas_html(self))
+        table = cast("str", pandas_html(self._display_frame()))
+        line = self.summary_line()
+        if not line:
+            return table
+        return f'{table}<p style="font-size:smaller;color:#555">{html.escape(line)}</p>'
+
+
+def _lookup(widths: Any, label: Any) -> float:
+    if not isinstance(widths, list) or not isinstance(label, numbers.Integral):
+        return math.nan
+    position = int(label)
+    if not 0 <= position < len(widths):
+        return math.nan
+    width = widths[position]
+    return float(width) if isinstance(width, numbers.Real) else math.nan
+
+
+def _with_interval(value: Any, width: float) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return value
+    if math.isnan(width):
+        return _number(value) if isinstance(value, numbers.Real) else value
+    return f"{_number(value)} {PLUS_MINUS} {_number(width)}"
+
+
+def _number(value: Any) -> str:
+    """A compact rendering: whole numbers with thousands separators, others with 2 decimals or
+    4 significant digits below 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return str(value)
+    number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        return str(number)
+    if number.is_integer() and abs(number) < 1e15:
+        return f"{int(number):,}"
+    return f"{number:,.2f}" if abs(number) >= 1 else f"{number:.4g}"
