@@ -76,6 +76,12 @@ def to_fixed_point(value: float, scale: int) -> int:
     return int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def is_fixed_point_exact(value: float, scale: int) -> bool:
+    """Whether ``value`` (as written, shortest repr) is a whole multiple of ``10**-scale``."""
+    scaled = Decimal(repr(value)).scaleb(scale)
+    return scaled == scaled.to_integral_value()
+
+
 def fixed_point_literal(units: int, scale: int) -> str:
     """The SQL numeric literal of ``units * 10**-scale`` in plain (non-exponent) notation."""
     return format(Decimal(units).scaleb(-scale), "f")

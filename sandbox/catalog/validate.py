@@ -240,15 +240,20 @@ def _check_measure_source(where: str, column: ColumnSpec, dtype: DuckDBPyType) -
     if not (math.isfinite(column.lower) and math.isfinite(column.upper)):
         return []
     scale = column_types.measure_scale(dtype, column)
-    too_big = [
-        label
-        for label, bound in (("lower", column.lower), ("upper", column.upper))
-        if abs(column_types.to_fixed_point(bound, scale)) > column_types.BIGINT_MAX
-    ]
-    return [
-        f"{where}: {label} bound times 10**{scale} does not fit in BIGINT (fixed-point clamped column)"
-        for label in too_big
-    ]
+    problems = []
+    for label, bound in (("lower", column.lower), ("upper", column.upper)):
+        if not column_types.is_fixed_point_exact(bound, scale):
+            hint = "round it or raise scale" if column_types.is_float(dtype) else "round it"
+            problems.append(
+                f"{where}: {label} bound {bound} is not a multiple of 10**-{scale}, the column's "
+                f"fixed-point step ({hint})"
+            )
+        elif abs(column_types.to_fixed_point(bound, scale)) > column_types.BIGINT_MAX:
+            problems.append(
+                f"{where}: {label} bound times 10**{scale} does not fit in BIGINT "
+                "(fixed-point clamped column)"
+            )
+    return problems
 
 
 def _cast_keys(con: duckdb.DuckDBPyConnection, keys: list[Any], dtype: DuckDBPyType) -> tuple[list[Any], int]:

@@ -252,7 +252,7 @@ def test_decimal_and_float_measures(tmp_path: Path) -> None:
         "privacy_unit": None,
         "max_rows_per_unit": 1,
         "columns": [
-            {"name": "amount", "role": "measure", "lower": -1.005, "upper": 50},
+            {"name": "amount", "role": "measure", "lower": -1.01, "upper": 50},
             {"name": "ratio", "role": "measure", "lower": -0.05, "upper": 0.5, "scale": 3},
         ],
     }

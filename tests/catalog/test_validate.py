@@ -309,6 +309,27 @@ def test_scaled_bound_must_fit_bigint(folder: Path) -> None:
     ]
 
 
+def test_bounds_are_multiples_of_the_fixed_point_step(folder: Path) -> None:
+    doc = document(
+        columns=columns(
+            {"name": "age", "role": "measure", "lower": 0.5, "upper": 100},
+            {"name": "amount", "role": "measure", "lower": -1.005, "upper": 1.01},
+            {"name": "score", "role": "measure", "lower": 0.12345, "upper": 1, "scale": 5},
+        )
+    )
+    assert problems_of(folder, doc) == [
+        "table 'people', column 'age': lower bound 0.5 is not a multiple of 10**-0, the column's "
+        "fixed-point step (round it)",
+        "table 'people', column 'amount': lower bound -1.005 is not a multiple of 10**-2, the column's "
+        "fixed-point step (round it)",
+    ]
+    doc["tables"][0]["columns"][3]["scale"] = 4
+    assert problems_of(folder, doc)[2] == (
+        "table 'people', column 'score': lower bound 0.12345 is not a multiple of 10**-4, the column's "
+        "fixed-point step (round it or raise scale)"
+    )
+
+
 def test_dimension_must_be_scalar(folder: Path) -> None:
     doc = document(
         columns=columns({"name": "tags", "role": "dimension"}, {"name": "blob", "role": "dimension"})
