@@ -14,7 +14,6 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
-from sandbox.catalog.models import ColumnSpec
 from sandbox.errors import InvalidRequest, QueryRejected
 from sandbox.query import mechanisms
 from sandbox.query.mechanisms import Calibration
@@ -133,13 +132,11 @@ def quantile_fraction(q: float) -> Fraction:
 
 
 def measure_bounds(query: ValidatedQuery, column: str) -> Bounds:
-    """Clamping bounds of ``column`` in its stored fixed-point units."""
-    spec: ColumnSpec | None = query.table.column(column)
+    """Clamping bounds of ``column`` in its stored fixed-point units, as ingest recorded them."""
     stored = query.stored.column(column)
-    assert spec is not None and stored is not None
-    assert spec.lower is not None and spec.upper is not None
-    factor = 10**stored.clamped_scale
-    return Bounds(round(spec.lower * factor), round(spec.upper * factor), stored.clamped_scale)
+    assert stored is not None
+    assert stored.clamped_lower is not None and stored.clamped_upper is not None
+    return Bounds(stored.clamped_lower, stored.clamped_upper, stored.clamped_scale)
 
 
 def sensitivity(
