@@ -369,6 +369,7 @@ class _Validator:
                     "aggregate itself (post-process the noisy value in your notebook).",
                 )
             if isinstance(expr, exp.Column):
+                self._column(expr)  # an identifier or unknown column is reported as such first
                 raise QueryRejected(
                     "sql.raw_column_output",
                     f"Column '{expr.name[:60]}' would be returned row by row; group by it or aggregate it.",
