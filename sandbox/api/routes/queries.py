@@ -1,0 +1,99 @@
+"""Queries: answer (spends budget), estimate (spends nothing), history.
+
+The endpoints are plain functions: FastAPI runs them in its thread pool, so DuckDB, OpenDP and
+the state store never block the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, NoReturn
+
+from fastapi import APIRouter, Query
+
+from sandbox.api.deps import AnalystDep, PrincipalDep, ServicesDep
+from sandbox.api.schemas import QueryAnswer, QueryEstimate, QueryOut, QueryRequest, error_responses
+from sandbox.api.services import Services
+from sandbox.control import QueryView
+from sandbox.errors import PayloadTooLarge, SandboxError
+from sandbox.principals import Principal
+
+router = APIRouter(prefix="/api/v1/queries", tags=["queries"])
+
+QUERY_ERRORS = error_responses(400, 401, 403, 404, 413, 422, 429, 503)
+
+
+@router.post("", response_model=QueryAnswer, responses=QUERY_ERRORS)
+def run_query(body: QueryRequest, principal: AnalystDep, services: ServicesDep) -> dict[str, Any]:
+    """Run a DP query: a noisy answer, its cost, accuracy and the budget left.
+
+    An identical earlier release is replayed from the cache at no cost (``cached: true``).
+    """
+    started = time.perf_counter()
+    try:
+        _admit(services, principal, body, record=True)
+        answer = services.pipeline.answer(principal, body.dataset, body.sql, body.epsilon, body.delta)
+    except SandboxError as error:
+        services.metrics.refused(error, "query", time.perf_counter() - started)
+        raise
+    services.metrics.answered(answer, body.dataset, time.perf_counter() - started)
+    return answer
+
+
+@router.post("/estimate", response_model=QueryEstimate, responses=QUERY_ERRORS)
+def estimate_query(body: QueryRequest, principal: AnalystDep, services: ServicesDep) -> dict[str, Any]:
+    """Cost, expected accuracy and the budget after the query; reads no data, spends nothing."""
+    started = time.perf_counter()
+    try:
+        _admit(services, principal, body, record=False)
+        estimate = services.pipeline.estimate(principal, body.dataset, body.sql, body.epsilon, body.delta)
+    except SandboxError as error:
+        services.metrics.refused(error, "estimate", time.perf_counter() - started)
+        raise
+    services.metrics.estimated(time.perf_counter() - started)
+    return estimate
+
+
+@router.get("", response_model=list[QueryOut], responses=error_responses(401, 422, 429))
+def list_queries(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    dataset: Annotated[str | None, Query(max_length=128, description="Only this dataset.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Newest first, at most this many.")] = 100,
+) -> list[QueryView]:
+    """Query history: analysts their organisation's, owners their datasets', operators all."""
+    return services.control.list_queries(principal, dataset=dataset, limit=limit)
+
+
+@router.get("/{query_id}", response_model=QueryOut, responses=error_responses(401, 404, 429))
+def get_query(query_id: str, principal: PrincipalDep, services: ServicesDep) -> QueryView:
+    """One recorded query (never its values)."""
+    return services.control.get_query(principal, query_id)
+
+
+def _admit(services: Services, principal: Principal, body: QueryRequest, *, record: bool) -> None:
+    """Refuse over-long SQL and datasets the caller may not see (recorded for real queries)."""
+    limit = services.settings.max_sql_length
+    if len(body.sql) > limit:
+        _refuse(
+            services,
+            principal,
+            body,
+            PayloadTooLarge(
+                f"The SQL text is {len(body.sql)} characters; the limit is {limit}.",
+                code="request.sql_too_long",
+            ),
+            record=record,
+        )
+    try:
+        services.visible_dataset(principal, body.dataset)
+    except SandboxError as error:
+        _refuse(services, principal, body, error, record=record)
+
+
+def _refuse(
+    services: Services, principal: Principal, body: QueryRequest, error: SandboxError, *, record: bool
+) -> NoReturn:
+    if record:
+        services.control.reject_query(principal, body.dataset, body.sql, error)
+    raise error

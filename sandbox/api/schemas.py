@@ -1,0 +1,513 @@
+"""Request and response models of the HTTP API (what the OpenAPI document shows).
+
+Responses about the access lifecycle, budgets, queries, audit and usage are the control plane's
+frozen views, re-declared here with examples; dataset responses are built from catalog records
+without physical storage details.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandbox.audit.models import AuditEventView, VerifyReport
+from sandbox.catalog.models import Classification, ColumnRole, DatasetRecord
+from sandbox.ledger import BudgetView, QueryView
+from sandbox.metering import UsageReport
+from sandbox.policies.models import AccessRequestView, PolicyView
+from sandbox.principals import Role
+from sandbox.query.summary import AggregateKind
+
+NAME = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+# errors
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong and what to change."""
+
+    code: str = Field(description="Stable dotted error code, e.g. `sql.join_not_allowed`.")
+    message: str = Field(description="What to change; never contains data values or tokens.")
+    rule: str | None = Field(None, description="The policy or SQL rule id that refused the request.")
+    details: dict[str, Any] | None = Field(None, description="Structured extras (problems, limits).")
+
+
+class ErrorBody(BaseModel):
+    """The one error body of every non-2xx response."""
+
+    model_config = _examples(
+        {
+            "error": {
+                "code": "budget.epsilon_exhausted",
+                "message": "The query needs epsilon 0.5 but "
+                "0.2 remains under policy pol_1a2b; ask the owner for more budget.",
+                "rule": "budget.epsilon_exhausted",
+            }
+        }
+    )
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error statuses."""
+    meaning = {
+        400: "Query not accepted (SQL outside the whitelist).",
+        401: "No, invalid, expired or revoked token.",
+        403: "Role, policy denial or budget exhausted.",
+        404: "Not found (or not visible to you).",
+        409: "Conflicts with the current state.",
+        413: "Request body or SQL text too large.",
+        422: "Malformed request.",
+        429: "Too many requests from this principal.",
+        503: "Temporarily unavailable (query time limit, hub unreachable).",
+    }
+    return {status: {"model": ErrorBody, "description": meaning[status]} for status in statuses}
+
+
+# identity
+
+
+class Me(BaseModel):
+    """The authenticated caller."""
+
+    model_config = _examples({"name": "alice", "roles": ["analyst"], "organisation": "acme"})
+
+    name: str
+    roles: list[Role]
+    organisation: str | None
+
+
+class Health(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"] = "ok"
+
+
+# datasets
+
+
+class ColumnOut(BaseModel):
+    """A declared column: its role, type, bounds and public keys."""
+
+    name: str
+    role: ColumnRole
+    type: str | None = Field(description="DuckDB type of the stored column (identifiers: null).")
+    description: str
+    keys: list[Any] | None = Field(description="Public category list of a dimension.")
+    lower: float | None = Field(description="Lower clamping bound of a measure.")
+    upper: float | None = Field(description="Upper clamping bound of a measure.")
+    scale: int | None = Field(description="Decimal places kept for a floating-point measure.")
+
+
+class TableOut(BaseModel):
+    """A declared table with its privacy unit and fingerprints."""
+
+    name: str
+    description: str
+    privacy_unit: str | None
+    max_rows_per_unit: int | None
+    columns: list[ColumnOut]
+    source_sha256: str = Field(description="SHA-256 of the source file(s) as registered.")
+    content_sha256: str = Field(description="SHA-256 of the loaded content.")
+
+
+class DatasetOut(BaseModel):
+    """Catalogue entry of a dataset: metadata and schema, never rows."""
+
+    model_config = _examples(
+        {
+            "name": "pums",
+            "title": "PUMS census sample (1,000 persons)",
+            "owner": "census-bureau",
+            "classification": "general",
+            "description": "One row per person.",
+            "version": "5f3c…",
+            "registered_at": "2025-01-01T00:00:00Z",
+            "tables": [
+                {
+                    "name": "people",
+                    "description": "One row per person.",
+                    "privacy_unit": "pid",
+                    "max_rows_per_unit": 1,
+                    "source_sha256": "9a1b…",
+                    "content_sha256": "77c2…",
+                    "columns": [
+                        {
+                            "name": "age",
+                            "role": "measure",
+                            "type": "BIGINT",
+                            "description": "Age.",
+                            "keys": None,
+                            "lower": 0,
+                            "upper": 100,
+                            "scale": None,
+                        },
+                        {
+                            "name": "sex",
+                            "role": "dimension",
+                            "type": "BIGINT",
+                            "description": "Sex.",
+                            "keys": [0, 1],
+                            "lower": None,
+                            "upper": None,
+                            "scale": None,
+                        },
+                    ],
+                }
+            ],
+        }
+    )
+
+    name: str
+    title: str
+    owner: str
+    classification: Classification
+    description: str
+    version: str = Field(description="SHA-256 over the metadata and every table's content fingerprint.")
+    registered_at: datetime
+    tables: list[TableOut]
+
+    @classmethod
+    def of(cls, record: DatasetRecord) -> DatasetOut:
+        """The public view of a catalog record."""
+        tables = []
+        for table in record.metadata.tables:
+            stored = record.stored_table(table.name)
+            columns = []
+            for column in table.columns:
+                stored_column = stored.column(column.name) if stored else None
+                columns.append(
+                    ColumnOut(
+                        name=column.name,
+                        role=column.role,
+                        type=stored_column.duckdb_type if stored_column else None,
+                        description=column.description,
+                        keys=column.keys,
+                        lower=column.lower,
+                        upper=column.upper,
+                        scale=column.scale,
+                    )
+                )
+            tables.append(
+                TableOut(
+                    name=table.name,
+                    description=table.description,
+                    privacy_unit=table.privacy_unit,
+                    max_rows_per_unit=table.max_rows_per_unit,
+                    columns=columns,
+                    source_sha256=stored.source_sha256 if stored else "",
+                    content_sha256=stored.content_sha256 if stored else "",
+                )
+            )
+        meta = record.metadata
+        return cls(
+            name=meta.dataset,
+            title=meta.title,
+            owner=meta.owner,
+            classification=meta.classification,
+            description=meta.description,
+            version=record.version,
+            registered_at=record.registered_at,
+            tables=tables,
+        )
+
+
+class DatasetRegistration(BaseModel):
+    """Register a dataset from a metadata YAML under the gateway's import folder."""
+
+    model_config = _examples({"metadata_path": "census/pums.yaml", "replace": False})
+
+    metadata_path: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="Path of the metadata YAML relative to the import folder; its sources are "
+        "relative to the YAML's folder and must also lie inside the import folder.",
+    )
+    replace: bool = Field(False, description="Replace an already registered dataset of that name.")
+
+
+# access lifecycle
+
+
+class AccessRequestCreate(BaseModel):
+    """An analyst's request for access to a dataset, for their organisation."""
+
+    model_config = _examples(
+        {
+            "dataset": "pums",
+            "purpose": "Income statistics by education for a market study.",
+            "columns": ["age", "educ", "income"],
+            "epsilon": 3.0,
+            "delta": 0.0,
+            "valid_until": "2030-12-31T00:00:00Z",
+        }
+    )
+
+    dataset: str = NAME
+    purpose: str = Field(min_length=1, max_length=2000)
+    columns: list[str] = Field(min_length=1, max_length=1000)
+    epsilon: float = Field(gt=0, allow_inf_nan=False, description="Total epsilon asked for.")
+    delta: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False, description="Total delta asked for.")
+    valid_until: datetime
+    valid_from: datetime | None = None
+
+
+class AccessRequestOut(AccessRequestView):
+    """An access request."""
+
+    model_config = _examples(
+        {
+            "id": "req_3f2a9c",
+            "organisation": "acme",
+            "dataset": "pums",
+            "dataset_owner": "census-bureau",
+            "requested_by": "alice",
+            "purpose": "Income statistics by education for a market study.",
+            "columns": ["age", "educ", "income"],
+            "epsilon": 3.0,
+            "delta": 0.0,
+            "valid_from": "2025-01-01T00:00:00Z",
+            "valid_until": "2030-12-31T00:00:00Z",
+            "status": "pending",
+            "created_at": "2025-01-01T00:00:00Z",
+        }
+    )
+
+
+class Approval(BaseModel):
+    """The owner's approval, possibly narrowing the request, with per-query limits."""
+
+    model_config = _examples(
+        {"epsilon": 2.0, "max_epsilon_per_query": 0.5, "min_group_size": 10, "aggregates": ["count", "avg"]}
+    )
+
+    columns: list[str] | None = Field(None, max_length=1000, description="Granted columns (default: asked).")
+    epsilon: float | None = Field(None, gt=0, allow_inf_nan=False, description="Granted total epsilon.")
+    delta: float | None = Field(None, ge=0, lt=1, allow_inf_nan=False, description="Granted total delta.")
+    valid_until: datetime | None = None
+    max_epsilon_per_query: float = Field(gt=0, allow_inf_nan=False)
+    max_delta_per_query: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False)
+    min_group_size: int = Field(0, ge=0, le=1_000_000_000)
+    aggregates: list[AggregateKind] | None = Field(None, description="Allowed aggregates (default: all).")
+
+
+class Rejection(BaseModel):
+    """Why the owner rejects a request."""
+
+    model_config = _examples({"reason": "The purpose does not match the dataset's licence."})
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class Revocation(BaseModel):
+    """Why the owner revokes a policy."""
+
+    model_config = _examples({"reason": "The study ended."})
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class PolicyOut(PolicyView):
+    """An access policy and its limits."""
+
+    model_config = _examples(
+        {
+            "id": "pol_8d1e",
+            "request_id": "req_3f2a9c",
+            "organisation": "acme",
+            "dataset": "pums",
+            "dataset_owner": "census-bureau",
+            "columns": ["age", "educ", "income"],
+            "epsilon": 2.0,
+            "delta": 0.0,
+            "max_epsilon_per_query": 0.5,
+            "max_delta_per_query": 0.0,
+            "min_group_size": 10,
+            "aggregates": ["count", "avg"],
+            "valid_from": "2025-01-01T00:00:00Z",
+            "valid_until": "2030-12-31T00:00:00Z",
+            "status": "active",
+            "approved_by": "olivia",
+            "approved_at": "2025-01-02T00:00:00Z",
+        }
+    )
+
+
+class BudgetOut(BudgetView):
+    """One policy's budget: granted, spent, reserved, remaining."""
+
+    model_config = _examples(
+        {
+            "policy_id": "pol_8d1e",
+            "organisation": "acme",
+            "dataset": "pums",
+            "status": "active",
+            "epsilon_granted": 2.0,
+            "epsilon_spent": 0.5,
+            "epsilon_reserved": 0.0,
+            "epsilon_remaining": 1.5,
+            "delta_granted": 0.0,
+            "delta_spent": 0.0,
+            "delta_reserved": 0.0,
+            "delta_remaining": 0.0,
+            "valid_until": "2030-12-31T00:00:00Z",
+        }
+    )
+
+
+# queries
+
+
+class QueryRequest(BaseModel):
+    """A DP SQL query (DuckDB dialect) on one dataset, with the epsilon (and delta) to spend."""
+
+    model_config = _examples(
+        {
+            "dataset": "pums",
+            "sql": "SELECT educ, COUNT(*) AS n, AVG(income) AS mean_income FROM people GROUP BY educ",
+            "epsilon": 0.5,
+            "delta": 0.0,
+        }
+    )
+
+    dataset: str = NAME
+    sql: str = Field(min_length=1, description="One SELECT; the SQL length limit is a setting (413).")
+    epsilon: float = Field(gt=0, allow_inf_nan=False)
+    delta: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False)
+
+
+class ColumnAccuracyOut(BaseModel):
+    """Noise of one released aggregate column."""
+
+    column: str
+    aggregate: str
+    mechanisms: list[dict[str, Any]]
+    ci95: list[float | None] = Field(description="95% confidence half-width per row (null: unknown).")
+    note: str = ""
+
+
+class BudgetRemaining(BaseModel):
+    """Budget left under the policy after this query."""
+
+    epsilon_remaining: float
+    delta_remaining: float
+
+
+class QueryAnswer(BaseModel):
+    """A released noisy answer, its cost and accuracy, and the budget left."""
+
+    model_config = _examples(
+        {
+            "query_id": "qry_51c0",
+            "columns": ["educ", "n"],
+            "rows": [[1, 12.4], [2, 30.9]],
+            "epsilon_spent": 0.5,
+            "delta_spent": 0.0,
+            "cached": False,
+            "accuracy": [
+                {
+                    "column": "n",
+                    "aggregate": "count",
+                    "mechanisms": [{"quantity": "count", "mechanism": "laplace", "scale": 2.0}],
+                    "ci95": [5.99, 5.99],
+                    "note": "",
+                }
+            ],
+            "grouping": "public_keys",
+            "suppressed_rows": 0,
+            "budget": {"epsilon_remaining": 1.5, "delta_remaining": 0.0},
+        }
+    )
+
+    query_id: str
+    columns: list[str]
+    rows: list[list[Any]]
+    epsilon_spent: float = Field(description="Charged by this request (0 for a cached replay).")
+    delta_spent: float
+    cached: bool = Field(description="True when this is a replay of an identical earlier release.")
+    accuracy: list[ColumnAccuracyOut]
+    grouping: str | None = None
+    suppressed_rows: int = 0
+    budget: BudgetRemaining
+
+
+class AggregateEstimate(BaseModel):
+    """Expected noise of one aggregate."""
+
+    column: str
+    aggregate: str
+    mechanisms: list[dict[str, Any]]
+    ci95: float | None = Field(description="Expected 95% confidence half-width (null: depends on data).")
+    note: str = ""
+
+
+class BudgetAfter(BaseModel):
+    """Budget that would remain after the query (null: no policy budget found)."""
+
+    epsilon_remaining: float | None
+    delta_remaining: float | None
+
+
+class QueryEstimate(BaseModel):
+    """Cost and expected accuracy of a query; nothing read, nothing spent."""
+
+    model_config = _examples(
+        {
+            "dataset": "pums",
+            "epsilon": 0.5,
+            "delta": 0.0,
+            "grouping": "public_keys",
+            "groups": 16,
+            "aggregates": [{"column": "n", "aggregate": "count", "mechanisms": [], "ci95": 5.99, "note": ""}],
+            "budget_after": {"epsilon_remaining": 1.0, "delta_remaining": 0.0},
+        }
+    )
+
+    dataset: str
+    epsilon: float
+    delta: float
+    grouping: str
+    groups: int | None
+    aggregates: list[AggregateEstimate]
+    budget_after: BudgetAfter
+
+
+class QueryOut(QueryView):
+    """A recorded query (history); never its result values."""
+
+
+# audit and usage
+
+
+class AuditEventOut(AuditEventView):
+    """One audit event exactly as hashed into the chain."""
+
+    model_config = _examples(
+        {
+            "seq": 42,
+            "type": "query.answered",
+            "time": "2025-01-02T10:00:00.000000Z",
+            "actor": "alice",
+            "organisation": "acme",
+            "dataset": "pums",
+            "payload": {"query_id": "qry_51c0", "epsilon": "0.5"},
+            "prev_hash": "1f0e…",
+            "hash": "9b7d…",
+        }
+    )
+
+
+class VerifyReportOut(VerifyReport):
+    """Result of walking the audit chain and checking its checkpoints."""
+
+
+class UsageReportOut(UsageReport):
+    """Metering rows per organisation and dataset."""

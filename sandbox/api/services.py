@@ -1,0 +1,70 @@
+"""What one gateway process holds open: catalog, engine, control plane, pipeline, authenticator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sandbox.api.limits import RateLimiter
+from sandbox.api.metrics import GatewayMetrics
+from sandbox.auth.base import Authenticator, make_authenticator
+from sandbox.catalog.models import Classification, DatasetRecord
+from sandbox.catalog.registry import Catalog
+from sandbox.control import ControlPlane
+from sandbox.errors import NotFound
+from sandbox.pipeline import QueryPipeline
+from sandbox.principals import Principal, Role
+from sandbox.query.engine import Engine
+from sandbox.settings import Settings
+
+
+@dataclass
+class Services:
+    """The gateway's long-lived parts, opened once in the app's lifespan."""
+
+    settings: Settings
+    catalog: Catalog
+    engine: Engine
+    control: ControlPlane
+    pipeline: QueryPipeline
+    authenticator: Authenticator
+    rate_limiter: RateLimiter
+    metrics: GatewayMetrics
+
+    @classmethod
+    def open(cls, settings: Settings, metrics: GatewayMetrics) -> Services:
+        """Open the state store (which must be at the current schema), the catalog and the engine."""
+        control = ControlPlane(settings)
+        catalog = Catalog(settings.home_dir)
+        engine = Engine(catalog, settings)
+        return cls(
+            settings=settings,
+            catalog=catalog,
+            engine=engine,
+            control=control,
+            pipeline=QueryPipeline(catalog, engine, control),
+            authenticator=make_authenticator(settings, control),
+            rate_limiter=RateLimiter(settings.rate_limit_per_minute),
+            metrics=metrics,
+        )
+
+    def close(self) -> None:
+        """Close the authenticator, the engine's databases and the store's connections."""
+        self.authenticator.close()
+        self.engine.close()
+        self.control.close()
+
+    def visible_dataset(self, principal: Principal, name: str) -> DatasetRecord:
+        """A dataset the principal may see; ``NotFound`` for unknown and hidden ones alike."""
+        record = self.catalog.get(name)
+        if not can_see(principal, record):
+            raise NotFound(f"dataset {name!r} is not registered", code="catalog.dataset_not_found")
+        return record
+
+
+def can_see(principal: Principal, record: DatasetRecord) -> bool:
+    """Core (核心) datasets are visible to operators and their owner only; the rest to everyone."""
+    if record.metadata.classification is not Classification.CORE:
+        return True
+    if principal.has(Role.OPERATOR):
+        return True
+    return principal.has(Role.OWNER) and principal.organisation == record.metadata.owner
