@@ -222,12 +222,7 @@ class _Validator:
             )
         if isinstance(node.this, exp.Star):
             raise QueryRejected("sql.select_star", "* is not allowed: only aggregates are returned.")
-        spec = self.table.column(node.name)
-        if spec is not None and spec.role is ColumnRole.IDENTIFIER:  # identifiers are never stored
-            raise QueryRejected(
-                "sql.identifier_column",
-                f"Column '{spec.name}' is an identifier and cannot be used in any clause.",
-            )
+        spec = self._not_an_identifier(node)
         stored = self.stored.column(node.name)
         if spec is None or stored is None:
             raise QueryRejected(
@@ -237,6 +232,16 @@ class _Validator:
             )
         self.columns_used.add(spec.name)
         return spec, stored
+
+    def _not_an_identifier(self, node: exp.Column) -> ColumnSpec | None:
+        """The declared column of that name, unless it is an identifier (never stored, never usable)."""
+        spec = self.table.column(node.name)
+        if spec is not None and spec.role is ColumnRole.IDENTIFIER:
+            raise QueryRejected(
+                "sql.identifier_column",
+                f"Column '{spec.name}' is an identifier and cannot be used in any clause.",
+            )
+        return spec
 
     def _scalar_column(self, clause: str, *, allow_unit: bool = False) -> ScalarChecker:
         def resolve(node: exp.Column) -> Typed:
@@ -527,6 +532,7 @@ class _Validator:
                     Kind.NUMERIC,
                 )
                 return Typed(column, kind)
+            self._not_an_identifier(node)
             raise QueryRejected(
                 "sql.raw_column_output",
                 f"{clause} may only use GROUP BY keys, output names and aggregates; "
