@@ -57,7 +57,7 @@ def parse_options(line: str) -> dict[str, str]:
     return options
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class BudgetMeter:
     """One line: this answer's cost and the organisation's epsilon spent / remaining on the dataset."""
 
@@ -112,6 +112,9 @@ class BudgetMeter:
         else:
             total = f"ε {self.epsilon_remaining:g} remaining"
         return f"隐私预算 budget {self.dataset}: {self.bar()} {total} · {now}".replace("  ", " ")
+
+    def __repr__(self) -> str:
+        return str(self)
 
     def _repr_html_(self) -> str:
         return f'<pre style="margin:0">{html.escape(str(self))}</pre>'

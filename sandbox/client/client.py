@@ -24,6 +24,36 @@ URL_VARIABLE = "SANDBOX_GATEWAY_URL"
 TOKEN_VARIABLES = ("SANDBOX_TOKEN", "JUPYTERHUB_API_TOKEN")
 API_PREFIX = "/api/v1"
 DEFAULT_VALIDITY = timedelta(days=90)
+TIME_COLUMNS = frozenset({"time", "valid_from", "valid_until"})
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+# the fields of the gateway's listings (issue 4's contract), so empty listings keep their columns
+REQUEST_COLUMNS = _names(
+    "id organisation dataset dataset_owner requested_by purpose columns epsilon delta valid_from "
+    "valid_until status created_at decided_by decided_at reason policy_id"
+)
+POLICY_COLUMNS = _names(
+    "id request_id organisation dataset dataset_owner columns epsilon delta max_epsilon_per_query "
+    "max_delta_per_query min_group_size aggregates valid_from valid_until status approved_by "
+    "approved_at ended_by ended_at reason"
+)
+QUERY_COLUMNS = _names(
+    "id principal organisation dataset dataset_version policy_id sql fingerprint epsilon delta "
+    "status cached replay_of rule error_code result_shape created_at finished_at"
+)
+BUDGET_COLUMNS = _names(
+    "policy_id organisation dataset status epsilon_granted epsilon_spent epsilon_reserved "
+    "epsilon_remaining delta_granted delta_spent delta_reserved delta_remaining valid_until"
+)
+AUDIT_COLUMNS = _names("seq type time actor organisation dataset payload prev_hash hash")
+USAGE_COLUMNS = _names(
+    "organisation dataset queries_answered queries_rejected queries_cached queries_failed "
+    "queries_in_flight epsilon_spent delta_spent"
+)
 
 
 @dataclass(frozen=True)
@@ -140,14 +170,12 @@ class Client:
 
     def access_requests(self, status: str | None = None) -> pd.DataFrame:
         """Access requests visible to the caller (own organisation, own datasets, or all)."""
-        params = {"status": status} if status else None
-        return pd.DataFrame(_items(self._json("GET", "/access-requests", params=params)))
+        return _frame(self._json("GET", "/access-requests", params=_params(status=status)), REQUEST_COLUMNS)
 
     def approve(self, request_id: str, **limits: Any) -> dict[str, Any]:
         """Approve a request on your dataset (owner); ``limits`` narrow it (``epsilon``,
         ``max_epsilon_per_query``, ``min_group_size``, ``columns``, ``valid_until`` ...)."""
-        body = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in limits.items()}
-        return self._object("POST", f"/access-requests/{request_id}/approve", json=body)
+        return self._object("POST", f"/access-requests/{request_id}/approve", json=_params(**limits))
 
     def reject(self, request_id: str, reason: str) -> dict[str, Any]:
         """Reject a request on your dataset (owner) with a reason the analyst will read."""
@@ -155,15 +183,20 @@ class Client:
 
     def policies(self) -> pd.DataFrame:
         """Access policies visible to the caller."""
-        return pd.DataFrame(_items(self._json("GET", "/policies")))
+        return _frame(self._json("GET", "/policies"), POLICY_COLUMNS)
 
     def revoke_policy(self, policy_id: str, reason: str) -> dict[str, Any]:
         """Revoke a policy on your dataset (owner); the next query under it is denied."""
         return self._object("POST", f"/policies/{policy_id}/revoke", json={"reason": reason})
 
-    def register_dataset(self, metadata: dict[str, Any]) -> dict[str, Any]:
-        """Register a dataset from its metadata document; sources are files in the import folder."""
-        return self._object("POST", "/datasets", json=metadata)
+    def register_dataset(self, metadata_path: str, *, replace: bool = False) -> dict[str, Any]:
+        """Register a dataset (owner, operator) from a metadata YAML in the gateway's import folder;
+        ``metadata_path`` is relative to that folder, and so are the sources it names."""
+        return self._object("POST", "/datasets", json={"metadata_path": metadata_path, "replace": replace})
+
+    def certificate(self, dataset: str) -> dict[str, Any]:
+        """The registration certificate (登记存证): fingerprints of a dataset, anchored in the audit chain."""
+        return self._object("GET", f"/datasets/{dataset}/certificate")
 
     # queries
     def estimate(self, sql: str, *, dataset: str, epsilon: float, delta: float = 0.0) -> Estimate:
@@ -204,10 +237,9 @@ class Client:
 
     def history(self, dataset: str | None = None, limit: int = 100) -> pd.DataFrame:
         """Recorded queries visible to the caller, newest first (never their results)."""
-        params: dict[str, Any] = {"limit": limit}
-        if dataset:
-            params["dataset"] = dataset
-        return pd.DataFrame(_items(self._json("GET", "/queries", params=params)))
+        return _frame(
+            self._json("GET", "/queries", params=_params(dataset=dataset, limit=limit)), QUERY_COLUMNS
+        )
 
     def query_record(self, query_id: str) -> dict[str, Any]:
         """One recorded query."""
@@ -215,33 +247,63 @@ class Client:
 
     def budget(self) -> pd.DataFrame:
         """Budget per visible policy: granted, spent, reserved and remaining epsilon and delta."""
-        return pd.DataFrame(_items(self._json("GET", "/budget")))
+        return _frame(self._json("GET", "/budget"), BUDGET_COLUMNS)
 
     # operators and owners
-    def audit(self, **filters: Any) -> pd.DataFrame:
-        """Audit events (operator); filters: actor, org, dataset, type, since, until."""
-        params = {
-            k: (v.isoformat() if isinstance(v, date) else v) for k, v in filters.items() if v is not None
-        }
-        return pd.DataFrame(_items(self._json("GET", "/audit", params=params)))
+    def audit(
+        self,
+        *,
+        actor: str | None = None,
+        org: str | None = None,
+        dataset: str | None = None,
+        type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> pd.DataFrame:
+        """Audit events in chain order (operator), filtered by actor, organisation, dataset, event
+        type and time."""
+        params = _params(
+            actor=actor, org=org, dataset=dataset, type=type, since=since, until=until, limit=limit
+        )
+        return _frame(self._json("GET", "/audit", params=params), AUDIT_COLUMNS)
 
     def verify_audit(self) -> dict[str, Any]:
-        """Walk the audit hash chain and its signed checkpoints (operator)."""
+        """Walk the audit hash chain and check its signed checkpoints (operator)."""
         return self._object("GET", "/audit/verify")
 
-    def export_audit(self, fmt: str = "jsonl", **filters: Any) -> str:
-        """Audit events as JSON Lines or CSV text (operator)."""
-        params = {"format": fmt, **{k: v for k, v in filters.items() if v is not None}}
+    def export_audit(
+        self,
+        fmt: str = "jsonl",
+        *,
+        actor: str | None = None,
+        org: str | None = None,
+        dataset: str | None = None,
+        type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> str:
+        """Audit events as JSON Lines (``jsonl``) or CSV (``csv``) text (operator)."""
+        params = _params(
+            format=fmt, actor=actor, org=org, dataset=dataset, type=type, since=since, until=until
+        )
         return self._request("GET", "/audit/export", params=params).text
 
-    def usage(self, **filters: Any) -> pd.DataFrame:
-        """The metering report (可计量), one row per organisation and dataset (operator: all;
-        owner: own datasets); filters: since, until, organisation, dataset."""
-        params = {
-            k: (v.isoformat() if isinstance(v, date) else v) for k, v in filters.items() if v is not None
-        }
-        report = self._object("GET", "/usage", params=params)
-        frame = pd.DataFrame(report.get("rows", []))
+    def usage(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        org: str | None = None,
+        dataset: str | None = None,
+    ) -> pd.DataFrame:
+        """The metering report (可计量): one row per organisation and dataset (operator: all;
+        owner: own datasets); ``attrs`` hold the period."""
+        report = self._object(
+            "GET", "/usage", params=_params(since=since, until=until, org=org, dataset=dataset)
+        )
+        rows = report.get("rows") or []
+        frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(USAGE_COLUMNS))
         frame.attrs.update({"since": report.get("since"), "until": report.get("until")})
         return frame
 
@@ -305,6 +367,21 @@ def _items(body: Any) -> list[dict[str, Any]]:
     if not isinstance(body, list):
         raise ServerError("the gateway answered a listing that is not an array", code="client.bad_answer")
     return body
+
+
+def _frame(body: Any, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A listing as a DataFrame (with ``columns`` even when empty), timestamp columns parsed."""
+    items = _items(body)
+    frame = pd.DataFrame(items) if items else pd.DataFrame(columns=list(columns))
+    for column in frame.columns:
+        if column in TIME_COLUMNS or column.endswith("_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    return frame
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    """Query or body parameters without the unset ones, dates as ISO-8601 text."""
+    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items() if v is not None}
 
 
 def _dataset_row(entry: dict[str, Any]) -> dict[str, Any]:

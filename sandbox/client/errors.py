@@ -145,7 +145,11 @@ def error_from_response(status: int, body: Any) -> SandboxClientError:
     code = error["code"]
     message = str(error.get("message") or code)
     rule = error.get("rule")
-    details = {k: v for k, v in error.items() if k not in {"code", "message", "rule"}}
+    details = error.get("details")
     return _class_for(status, code)(
-        message, code=code, rule=rule if isinstance(rule, str) else None, status=status, details=details
+        message,
+        code=code,
+        rule=rule if isinstance(rule, str) else None,
+        status=status,
+        details=details if isinstance(details, dict) else None,
     )

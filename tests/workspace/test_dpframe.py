@@ -1,0 +1,86 @@
+"""``DPFrame`` and ``answer_frame``: values shown with their 95% CI, intervals that follow their rows."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from sandbox.client.client import answer_frame
+from sandbox.client.frame import DPFrame
+
+ANSWER = {
+    "query_id": "q_1",
+    "columns": ["district", "n", "mean_income"],
+    "rows": [["a", 120, 51234.5678], ["b", 80, None], ["c", 300, 40000.0]],
+    "epsilon_spent": 0.5,
+    "delta_spent": 0.0,
+    "cached": False,
+    "accuracy": [
+        {"column": "n", "aggregate": "count(*)", "mechanisms": [], "ci95": [6.5, 6.5, 6.5], "note": ""},
+        {
+            "column": "mean_income",
+            "aggregate": "avg(income)",
+            "mechanisms": [],
+            "ci95": [900.0, None, 450.25],
+        },
+    ],
+    "budget": {"epsilon_remaining": 2.5, "delta_remaining": 0.0},
+}
+
+
+def frame() -> DPFrame:
+    return answer_frame(ANSWER, dataset="residents", sql="SELECT ...")
+
+
+def test_answer_frame_carries_cost_intervals_and_budget() -> None:
+    answer = frame()
+    assert list(answer["n"]) == [120, 80, 300]
+    assert answer.attrs["ci95"] == {"n": [6.5, 6.5, 6.5], "mean_income": [900.0, None, 450.25]}
+    assert (
+        answer.attrs["query_id"],
+        answer.attrs["epsilon_spent"],
+        answer.attrs["budget"]["epsilon_remaining"],
+    ) == (
+        "q_1",
+        0.5,
+        2.5,
+    )
+
+
+def test_display_puts_the_interval_next_to_each_value() -> None:
+    html = frame()._repr_html_()
+    assert html is not None
+    assert "120 ± 6.50" in html and "51,234.57 ± 900" in html and "40,000 ± 450.25" in html
+    assert "ε spent 0.5" in html and "ε remaining 2.50" in html and "q_1" in html
+    text = repr(frame())
+    assert "300 ± 6.50" in text and text.splitlines()[-1].startswith("ε spent 0.5")
+
+
+def test_intervals_follow_rows_through_sorting_and_filtering() -> None:
+    ordered = frame().sort_values("n", ascending=False)
+    assert isinstance(ordered, DPFrame)
+    assert list(ordered.ci95("mean_income").fillna(-1)) == [450.25, 900.0, -1]
+    kept = frame()[frame()["n"] > 100]
+    assert isinstance(kept, DPFrame) and list(kept.ci95("n")) == [6.5, 6.5]
+    assert "40,000 ± 450.25" in (kept._repr_html_() or "")
+
+
+def test_with_ci_gives_plain_columns() -> None:
+    plain = frame().with_ci()
+    assert type(plain) is pd.DataFrame
+    assert list(plain.columns) == ["district", "n", "mean_income", "n_ci95", "mean_income_ci95"]
+    assert math.isnan(plain["mean_income_ci95"][1]) and plain["n_ci95"][0] == 6.5
+
+
+def test_unknown_interval_shows_the_value_alone() -> None:
+    reindexed = frame().set_index("district")
+    assert list(reindexed.ci95("n").isna()) == [True, True, True]
+    html = reindexed._repr_html_() or ""
+    assert "<td>120</td>" in html and "<td>300</td>" in html
+
+
+def test_a_frame_without_answer_metadata_displays_like_pandas() -> None:
+    plain = DPFrame({"x": [1, 2]})
+    assert plain._repr_html_() == pd.DataFrame({"x": [1, 2]})._repr_html_()  # type: ignore[operator]
+    assert repr(plain) == repr(pd.DataFrame({"x": [1, 2]}))

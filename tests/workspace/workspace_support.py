@@ -1,0 +1,123 @@
+"""Helpers of the workspace tests: a gateway in a thread, and code run in a kernel of a hub user's server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import websocket
+
+from sandbox.api.app import create_app
+from sandbox.demo.hub import free_port
+from sandbox.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPO / "notebooks"
+SHARED_METADATA = REPO / "deploy" / "datasets" / "shared"
+
+
+@dataclass
+class Gateway:
+    """A running gateway in token mode, with one API token per demo user."""
+
+    url: str
+    home: Path
+    tokens: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def running_gateway(settings: Settings) -> Iterator[str]:
+    """``create_app(settings)`` served by a real uvicorn on 127.0.0.1; yields its URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"gateway-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the gateway did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def run_in_user_kernel(
+    public_url: str, user: str, token: str, code: str, timeout: float = 180.0
+) -> dict[str, Any]:
+    """Run ``code`` in a new kernel of ``user``'s single-user server (REST + kernel websocket);
+    its stdout, stderr and error (``ename: evalue``)."""
+    base = f"{public_url}/user/{user}"
+    headers = {"Authorization": f"token {token}"}
+    response = httpx.post(f"{base}/api/kernels", headers=headers, json={"name": "python3"}, timeout=60)
+    response.raise_for_status()
+    kernel = response.json()["id"]
+    socket = websocket.create_connection(
+        base.replace("http", "ws", 1) + f"/api/kernels/{kernel}/channels",
+        header=[f"Authorization: token {token}"],
+        timeout=timeout,
+    )
+    msg_id = uuid.uuid4().hex
+    socket.send(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "username": user,
+                    "session": uuid.uuid4().hex,
+                    "msg_type": "execute_request",
+                    "version": "5.3",
+                    "date": "",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "buffers": [],
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+            }
+        )
+    )
+    out: dict[str, Any] = {"stdout": "", "stderr": "", "error": None}
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            message = json.loads(socket.recv())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = message["msg_type"], message["content"]
+            if kind == "stream":
+                out[content["name"]] += content["text"]
+            elif kind == "error":
+                out["error"] = f"{content['ename']}: {content['evalue']}"
+            elif kind == "status" and content["execution_state"] == "idle":
+                break
+    finally:
+        socket.close()
+        httpx.delete(f"{base}/api/kernels/{kernel}", headers=headers, timeout=60)
+    return out
+
+
+def last_json_line(text: str) -> Any:
+    """The last line of ``text`` parsed as JSON (kernel code prints its findings that way)."""
+    return json.loads(text.strip().splitlines()[-1])
