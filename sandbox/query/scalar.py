@@ -19,6 +19,8 @@ from sandbox.query import whitelist as wl
 from sandbox.query.whitelist import Kind
 
 ColumnResolver = Callable[[exp.Column], "Typed"]
+DOUBLE = exp.DataType.build("DOUBLE")
+TIMESTAMP_RANGE = ("0001-01-01 00:00:00", "9999-12-31 23:59:59.999999")
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,12 @@ class ScalarChecker:
         if len(kinds) <= 1:
             return kinds.pop() if kinds else Kind.NULL
         if kinds <= wl.TEMPORAL:
+            if any(t.kind is Kind.DATE and not t.literal for t in (left, right)):
+                raise QueryRejected(
+                    "sql.type_mismatch",
+                    f"{what} mixes a DATE column with a TIMESTAMP; write TRY_CAST(<column> AS TIMESTAMP) "
+                    "(a date far in the past or future has no TIMESTAMP, and the cast would fail).",
+                )
             return Kind.TIMESTAMP
         raise QueryRejected(
             "sql.type_mismatch",
@@ -268,8 +276,17 @@ class ScalarChecker:
                 f"DATE_TRUNC unit must be one of {', '.join(sorted(wl.TRUNC_UNITS))}.",
             )
         value = self._temporal(node.this)
-        rebuilt = exp.TimestampTrunc(this=value.sql, unit=exp.var(name.upper()))
-        return Typed(rebuilt, Kind.TIMESTAMP)
+        truncated = exp.TimestampTrunc(this=value.sql, unit=exp.var(name.upper()))
+        # DuckDB raises when a far date (or its truncation) leaves the TIMESTAMP range: outside
+        # years 1-9999 the result is NULL instead.
+        target = "DATE" if value.kind is Kind.DATE else "TIMESTAMP"
+        low, high = ("0001-01-01", "9999-12-31") if target == "DATE" else TIMESTAMP_RANGE
+        in_range = exp.Between(
+            this=value.sql.copy(),
+            low=exp.Cast(this=exp.Literal.string(low), to=exp.DataType.build(target)),
+            high=exp.Cast(this=exp.Literal.string(high), to=exp.DataType.build(target)),
+        )
+        return Typed(exp.Case(ifs=[exp.If(this=in_range, true=truncated)]), Kind.TIMESTAMP)
 
     def _substring(self, node: exp.Substring) -> Typed:
         self._only_args(node, "this", "start", "length")
@@ -396,7 +413,22 @@ def literal(node: exp.Expression) -> Typed:
         raise QueryRejected("sql.invalid_literal", "A numeric literal could not be read.") from None
     if not math.isfinite(number) or abs(number) > 1e300:
         raise QueryRejected("sql.invalid_literal", "Numeric literals must be finite and below 1e300.")
-    return Typed(exp.Literal.number(text), Kind.NUMERIC, literal=True)
+    if text.isdigit():
+        return Typed(exp.Literal.number(text), Kind.NUMERIC, literal=True)
+    # A decimal literal is a DOUBLE: as DuckDB's DECIMAL(w, s) it would force integer columns into a
+    # narrow DECIMAL, and that cast fails on large values.
+    return Typed(exp.Cast(this=exp.Literal.number(text), to=DOUBLE.copy()), Kind.NUMERIC, literal=True)
+
+
+def column_reference(physical: str, duckdb_type: str) -> Typed:
+    """A column in a scalar expression; DECIMAL columns are read as DOUBLE (a comparison with an
+    integer literal would otherwise cast the literal to the column's DECIMAL(w, s), which fails when
+    it has more than w - s digits)."""
+    column = exp.column(physical, quoted=True)
+    kind = kind_of_duckdb_type(duckdb_type)
+    if duckdb_type.upper().startswith(("DECIMAL", "NUMERIC")):
+        return Typed(exp.Cast(this=column, to=DOUBLE.copy()), kind)
+    return Typed(column, kind)
 
 
 def temporal_literal(value: Typed, kind: Kind) -> Typed:
@@ -431,7 +463,7 @@ def as_double(typed: Typed) -> exp.Expression:
     """The expression cast to DOUBLE (numeric literals stay as they are)."""
     if typed.literal or typed.kind is Kind.NULL:
         return typed.sql
-    return exp.Cast(this=typed.sql, to=exp.DataType.build("DOUBLE"))
+    return exp.Cast(this=typed.sql, to=DOUBLE.copy())
 
 
 def describe(node: exp.Expression) -> str:

@@ -26,6 +26,7 @@ from sandbox.query import whitelist as wl
 from sandbox.query.scalar import (
     ScalarChecker,
     Typed,
+    column_reference,
     describe,
     kind_of_duckdb_type,
     reject_construct,
@@ -251,8 +252,7 @@ class _Validator:
                     "sql.privacy_unit_usage",
                     f"The privacy unit '{spec.name}' may only be used as COUNT(DISTINCT {spec.name}).",
                 )
-            kind = kind_of_duckdb_type(stored.duckdb_type)
-            return Typed(exp.column(stored.physical, quoted=True), kind)
+            return column_reference(stored.physical, stored.duckdb_type)
 
         return ScalarChecker(resolve, clause)
 

@@ -80,6 +80,7 @@ CAST_TARGETS: dict[Any, Kind] = {
     exp.DataType.Type.TEXT: Kind.STRING,
     exp.DataType.Type.DATE: Kind.DATE,
     exp.DataType.Type.TIMESTAMP: Kind.TIMESTAMP,
+    exp.DataType.Type.TIMESTAMPNTZ: Kind.TIMESTAMP,  # sqlglot's reading of DuckDB's TIMESTAMP
     exp.DataType.Type.BOOLEAN: Kind.BOOLEAN,
 }
 
