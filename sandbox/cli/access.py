@@ -1,0 +1,181 @@
+"""``sandbox request list|approve|reject`` and ``sandbox policy list|revoke``.
+
+Decisions are taken for the dataset's owning body, recorded under the acting name.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+import typer
+
+from sandbox.cli.context import state
+from sandbox.cli.output import out, print_json, print_table
+
+request_app = typer.Typer(help="Access requests: review, approve, reject.", no_args_is_help=True)
+policy_app = typer.Typer(help="Access policies: list, revoke.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+# The values of RequestStatus and AggregateKind, repeated here so that `--help` does not import
+# the query engine; tests/cli checks they stay equal.
+Status = Literal["pending", "approved", "rejected"]
+
+
+class Aggregate(StrEnum):
+    """Aggregate kinds an owner can allow (``AggregateKind``)."""
+
+    COUNT = "count"
+    COUNT_DISTINCT = "count_distinct"
+    SUM = "sum"
+    AVG = "avg"
+    VARIANCE = "variance"
+    STDDEV = "stddev"
+    QUANTILE = "quantile"
+
+
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.replace(tzinfo=moment.tzinfo or UTC)
+
+
+@request_app.command("list")
+def list_requests(
+    ctx: typer.Context,
+    status: Annotated[Status | None, typer.Option(help="Only requests in this state.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Access requests, newest first."""
+    cli = state(ctx)
+    with cli.control() as control:
+        views = control.list_requests(cli.operator(), status=status)
+    if as_json:
+        print_json(views)
+        return
+    print_table(
+        "access requests",
+        ["id", "status", "organisation", "dataset", "by", "epsilon", "delta", "until", "purpose"],
+        [
+            (
+                r.id,
+                r.status.value,
+                r.organisation,
+                r.dataset,
+                r.requested_by,
+                r.epsilon,
+                r.delta,
+                f"{r.valid_until:%Y-%m-%d}",
+                r.purpose,
+            )
+            for r in views
+        ],
+    )
+
+
+@request_app.command("approve")
+def approve(
+    ctx: typer.Context,
+    *,
+    request_id: Annotated[str, typer.Argument(help="Request id.")],
+    max_epsilon_per_query: Annotated[float, typer.Option(min=0.0, help="Largest epsilon of one query.")],
+    epsilon: Annotated[
+        float | None, typer.Option(min=0.0, help="Total epsilon granted (default: asked).")
+    ] = None,
+    delta: Annotated[
+        float | None, typer.Option(min=0.0, help="Total delta granted (default: asked).")
+    ] = None,
+    columns: Annotated[
+        str | None, typer.Option(help="Comma-separated granted columns (default: asked).")
+    ] = None,
+    valid_until: Annotated[
+        datetime | None, typer.Option(formats=DATE_FORMATS, help="End of validity, UTC (default: asked).")
+    ] = None,
+    max_delta_per_query: Annotated[float, typer.Option(min=0.0, help="Largest delta of one query.")] = 0.0,
+    min_group_size: Annotated[int, typer.Option(min=0, help="Smallest released group size.")] = 0,
+    aggregate: Annotated[
+        list[Aggregate] | None, typer.Option(help="Allowed aggregate; repeat (default: all).")
+    ] = None,
+) -> None:
+    """Approve a pending request for the dataset's owner, possibly narrowing it."""
+    from sandbox.query.summary import AggregateKind  # noqa: PLC0415
+
+    cli = state(ctx)
+    with cli.control() as control:
+        request = control.get_request(cli.operator(), request_id)
+        record = cli.catalog().get(request.dataset)
+        policy = control.approve(
+            cli.owner_of(record),
+            request_id,
+            record,
+            columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
+            epsilon=epsilon,
+            delta=delta,
+            valid_until=_utc(valid_until),
+            max_epsilon_per_query=max_epsilon_per_query,
+            max_delta_per_query=max_delta_per_query,
+            min_group_size=min_group_size,
+            aggregates=[AggregateKind(a.value) for a in aggregate] if aggregate else None,
+        )
+    until = f"{policy.valid_until:%Y-%m-%d}"
+    out.print(f"approved {request_id}: policy {policy.id}, epsilon {policy.epsilon:g} until {until}")
+
+
+@request_app.command("reject")
+def reject(
+    ctx: typer.Context,
+    request_id: Annotated[str, typer.Argument(help="Request id.")],
+    reason: Annotated[str, typer.Option(help="Why; the analyst reads it.")],
+) -> None:
+    """Reject a pending request for the dataset's owner, with a reason."""
+    cli = state(ctx)
+    with cli.control() as control:
+        request = control.get_request(cli.operator(), request_id)
+        record = cli.catalog().get(request.dataset)
+        control.reject(cli.owner_of(record), request_id, record, reason=reason)
+    out.print(f"rejected {request_id}")
+
+
+@policy_app.command("list")
+def list_policies(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Every access policy, newest first."""
+    cli = state(ctx)
+    with cli.control() as control:
+        views = control.list_policies(cli.operator())
+    if as_json:
+        print_json(views)
+        return
+    print_table(
+        "policies",
+        ["id", "status", "organisation", "dataset", "epsilon", "per query", "until", "approved by"],
+        [
+            (
+                p.id,
+                p.status.value,
+                p.organisation,
+                p.dataset,
+                p.epsilon,
+                p.max_epsilon_per_query,
+                f"{p.valid_until:%Y-%m-%d}",
+                p.approved_by,
+            )
+            for p in views
+        ],
+    )
+
+
+@policy_app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    policy_id: Annotated[str, typer.Argument(help="Policy id.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")],
+) -> None:
+    """Revoke a policy for the dataset's owner; its next query is refused."""
+    cli = state(ctx)
+    with cli.control() as control:
+        policy = control.get_policy(cli.operator(), policy_id)
+        record = cli.catalog().get(policy.dataset)
+        control.revoke_policy(cli.owner_of(record), policy_id, record, reason=reason)
+    out.print(f"revoked {policy_id}")
