@@ -8,12 +8,14 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from conftest import Run
+from typer.testing import Result
 
 from sandbox.catalog.registry import Catalog
 from sandbox.cli.access import Aggregate, Status
@@ -26,11 +28,12 @@ from sandbox.store.models import AuditEvent
 
 REPO = Path(__file__).resolve().parents[2]
 PUMS_YAML = REPO / "deploy" / "datasets" / "shared" / "pums.yaml"
+Run = Callable[..., Result]
 
 
-def json_out(result: object) -> object:
+def json_out(result: Result) -> Any:
     """The command's stdout parsed as JSON."""
-    return json.loads(result.stdout)  # type: ignore[attr-defined]
+    return json.loads(result.stdout)
 
 
 def test_init_is_idempotent_and_private(home: Path, sandbox: Run) -> None:
@@ -49,7 +52,7 @@ def test_users(sandbox: Run) -> None:
     assert sandbox("user", "add", "olivia", "--role", "owner", "--org", "census-bureau").exit_code == 0
     both = sandbox("user", "add", "omar", "--role", "owner", "--role", "operator", "--org", "census-bureau")
     assert both.exit_code == 0, both.output
-    listed = {u["name"]: u for u in json_out(sandbox("user", "list", "--json"))}  # type: ignore[union-attr]
+    listed = {u["name"]: u for u in json_out(sandbox("user", "list", "--json"))}
     assert listed["omar"]["roles"] == ["operator", "owner"]
     assert listed["alice"]["organisation"] == "acme"
     duplicate = sandbox("user", "add", "alice", "--role", "analyst", "--org", "acme")
@@ -65,7 +68,7 @@ def test_tokens(sandbox: Run) -> None:
     token = created.stdout.strip()
     assert token.startswith("sbx_") and "\n" not in token
     assert token not in created.stderr
-    (view,) = [t for t in json_out(sandbox("token", "list", "--json")) if t["note"] == "laptop"]  # type: ignore[union-attr]
+    (view,) = [t for t in json_out(sandbox("token", "list", "--json")) if t["note"] == "laptop"]
     assert view["username"] == "alice" and view["revoked_at"] is None
     assert token not in sandbox("token", "list", "--json").stdout
     assert sandbox("token", "revoke", view["id"]).exit_code == 0
@@ -82,7 +85,7 @@ def test_dataset_register_list_certificate(sandbox: Run, shared_data: Path, tmp_
     again = sandbox("dataset", "register", str(PUMS_YAML), "--source-root", str(shared_data))
     assert again.exit_code == 1 and "catalog.dataset_exists" in again.stderr
     assert sandbox("dataset", "register", str(tmp_path / "missing.yaml")).exit_code == 2
-    (listed,) = json_out(sandbox("dataset", "list", "--json"))  # type: ignore[misc]
+    (listed,) = json_out(sandbox("dataset", "list", "--json"))
     assert listed["metadata"]["dataset"] == "pums" and len(listed["version"]) == 64
     certificate_file = tmp_path / "certificate.json"
     assert sandbox("dataset", "certificate", "pums", "-o", str(certificate_file)).exit_code == 0
@@ -98,7 +101,7 @@ def test_dataset_register_list_certificate(sandbox: Run, shared_data: Path, tmp_
 def test_dataset_generate_and_register(sandbox: Run, tmp_path: Path) -> None:
     result = sandbox("dataset", "generate", "--out", str(tmp_path / "synthetic"), "--n", "2000", "--register")
     assert result.exit_code == 0, result.output
-    names = {d["metadata"]["dataset"] for d in json_out(sandbox("dataset", "list", "--json"))}  # type: ignore[union-attr]
+    names = {d["metadata"]["dataset"] for d in json_out(sandbox("dataset", "list", "--json"))}
     assert {"residents", "medical_visits", "bus_trips"} <= names
     assert "residents" in result.stderr  # the progress bar
     assert sandbox("dataset", "generate", "--n", "10").exit_code == 2  # --out is required
@@ -124,14 +127,14 @@ def _pending_request(home: Path, purpose: str) -> str:
 def test_requests_and_policies(home: Path, sandbox: Run) -> None:
     first = _pending_request(home, "first")
     pending = json_out(sandbox("request", "list", "--status", "pending", "--json"))
-    assert first in {r["id"] for r in pending}  # type: ignore[union-attr]
+    assert first in {r["id"] for r in pending}
     assert sandbox("request", "approve", first).exit_code == 2  # --max-epsilon-per-query missing
     approved = sandbox(
         "request", "approve", first, "--max-epsilon-per-query", "0.5", "--epsilon", "1.5",
         "--aggregate", "count", "--aggregate", "avg", "--valid-until", "2031-01-01", actor="olivia",
     )  # fmt: skip
     assert approved.exit_code == 0, approved.output
-    (policy,) = json_out(sandbox("policy", "list", "--json"))  # type: ignore[misc]
+    (policy,) = json_out(sandbox("policy", "list", "--json"))
     assert policy["epsilon"] == 1.5 and sorted(policy["aggregates"]) == ["avg", "count"]
     assert policy["approved_by"] == "olivia"
     assert sandbox("request", "approve", first, "--max-epsilon-per-query", "0.5").exit_code == 1
@@ -139,7 +142,7 @@ def test_requests_and_policies(home: Path, sandbox: Run) -> None:
     second = _pending_request(home, "second")
     assert sandbox("request", "reject", second).exit_code == 2  # --reason missing
     assert sandbox("request", "reject", second, "--reason", "not now").exit_code == 0
-    statuses = {r["id"]: r["status"] for r in json_out(sandbox("request", "list", "--json"))}  # type: ignore[union-attr]
+    statuses = {r["id"]: r["status"] for r in json_out(sandbox("request", "list", "--json"))}
     assert statuses[first] == "approved" and statuses[second] == "rejected"
 
     assert sandbox("policy", "revoke", policy["id"], "--reason", "study ended").exit_code == 0
@@ -156,8 +159,8 @@ def test_audit_and_usage(home: Path, sandbox: Run, tmp_path: Path) -> None:
     assert verified.exit_code == 0 and "1/1 checkpoints verified" in verified.stdout
 
     events = json_out(sandbox("audit", "list", "--type", "user.added", "--json"))
-    assert [e["payload"]["username"] for e in events] == ["alice", "olivia", "omar"]  # type: ignore[union-attr]
-    assert {e["actor"] for e in events} == {"cli-test"}  # type: ignore[union-attr]
+    assert [e["payload"]["username"] for e in events] == ["alice", "olivia", "omar"]
+    assert {e["actor"] for e in events} == {"cli-test"}
     exported = tmp_path / "audit.csv"
     assert sandbox("audit", "export", "--format", "csv", "-o", str(exported)).exit_code == 0
     assert exported.read_text().startswith("seq,type,time")
@@ -167,7 +170,7 @@ def test_audit_and_usage(home: Path, sandbox: Run, tmp_path: Path) -> None:
     assert sandbox("audit", "list", "--since", "yesterday").exit_code == 2
 
     usage = json_out(sandbox("usage", "--json"))
-    assert "rows" in usage  # type: ignore[operator]
+    assert "rows" in usage
 
     store = Store(load_settings(home).state_db_url)
     with store.write_transaction() as session:
