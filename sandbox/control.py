@@ -375,6 +375,7 @@ class ControlPlane:
     ) -> AccessRequestView:
         """An analyst asks access for their organisation (``access.requested``)."""
         with self._store.write_transaction() as session:
+            self._dataset_row(session, dataset)
             return workflow.create_request(
                 session,
                 principal,
@@ -391,9 +392,8 @@ class ControlPlane:
     def _request_views(self, session: Session, rows: Iterable[AccessRequest]) -> list[AccessRequestView]:
         rows = list(rows)
         ids = [r.id for r in rows]
-        policies = dict(
-            session.execute(select(Policy.request_id, Policy.id).where(Policy.request_id.in_(ids))).tuples()
-        )
+        found = session.execute(select(Policy.request_id, Policy.id).where(Policy.request_id.in_(ids)))
+        policies = {request_id: policy_id for request_id, policy_id in found}
         return [workflow.request_view(r, policies.get(r.id)) for r in rows]
 
     def get_request(self, principal: Principal, request_id: str) -> AccessRequestView:

@@ -36,7 +36,7 @@ def add(
 ) -> Principal:
     """Register a user (``user.added``). Analysts and owners need an organisation."""
     wanted = frozenset(Role(r) for r in roles)
-    organisation = organisation.strip() if organisation else None
+    organisation = (organisation or "").strip() or None
     if not USERNAME_PATTERN.match(name):
         raise InvalidRequest(
             "user names are 1-64 characters: letters, digits and . _ @ + - (starting with a letter or digit)",

@@ -133,6 +133,6 @@ def _own_problem(certificate: dict[str, Any], event: AuditEventView) -> VerifyPr
     for key in _COPIED:
         if certificate.get(key) != event.payload.get(key):
             return VerifyProblem(
-                seq=event.seq, reason=f"the certificate's {key} differs from the registration event"
+                seq=event.seq, reason=f"the certificate's field {key!r} differs from the registration event"
             )
     return None

@@ -9,8 +9,11 @@ threads and across processes.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,44 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+class WriterQueue:
+    """Queue SQLite writers of all threads and processes on a lock file before ``BEGIN IMMEDIATE``.
+
+    SQLite's busy handler makes a waiting writer poll with growing sleeps; a blocking ``flock``
+    (plus a thread lock, since ``flock`` does not separate threads sharing a descriptor) wakes the
+    next writer as soon as the lock is free. The kernel releases it when a process dies.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._thread_lock = threading.Lock()
+        self._descriptor: int | None = None
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            if self._descriptor is None:
+                self._descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._descriptor, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self._descriptor is not None:
+                fcntl.flock(self._descriptor, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def close(self) -> None:
+        """Close the lock file."""
+        with self._thread_lock:
+            if self._descriptor is not None:
+                os.close(self._descriptor)
+                self._descriptor = None
+
+
 class Store:
     """One state store: an engine, read sessions and serialised write transactions."""
 
@@ -71,6 +112,12 @@ class Store:
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(
             self.engine.execution_options(**{IMMEDIATE_OPTION: True}), expire_on_commit=False
+        )
+        database = self.engine.url.database
+        self._writer_queue: AbstractContextManager[Any] = (
+            WriterQueue(Path(f"{database}-writer.lock"))
+            if self.is_sqlite and database and database != ":memory:"
+            else nullcontext()
         )
 
     @contextmanager
@@ -82,11 +129,13 @@ class Store:
     @contextmanager
     def write_transaction(self) -> Iterator[Session]:
         """A write transaction holding the store's write lock from its first statement; commits on exit."""
-        with self._write() as session, session.begin():
+        with self._writer_queue, self._write() as session, session.begin():
             if not self.is_sqlite:
                 session.execute(select(AuditHead.id).where(AuditHead.id == 1).with_for_update())
             yield session
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and the writer lock file)."""
         self.engine.dispose()
+        if isinstance(self._writer_queue, WriterQueue):
+            self._writer_queue.close()
