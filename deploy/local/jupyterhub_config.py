@@ -118,8 +118,10 @@ c.Spawner.http_timeout = 90
 c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", GATEWAY_ACCESS]
 c.Spawner.environment = {
     "SANDBOX_GATEWAY_URL": f"http://{HOST}:{PUBLIC_PORT}/services/{SERVICE}/",
-    # lab extensions of the environment that runs the hub, when servers use another interpreter
+    # JupyterLab and its extensions come from the hub's environment, also when servers run another
+    # interpreter (isolation mode): its data files and its server-extension switches
     "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter"),
+    "JUPYTER_CONFIG_PATH": str(Path(sys.prefix) / "etc" / "jupyter"),
 }
 if SPAWNER == "system":
     c.JupyterHub.spawner_class = "localprocess"
