@@ -3,6 +3,8 @@ and show as one line in IPython."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
@@ -124,7 +126,7 @@ def test_an_answer_without_the_error_shape_is_a_server_error() -> None:
 
 
 def test_ipython_shows_a_denial_as_one_line(alice: Client) -> None:
-    shell = InteractiveShell.instance()
+    shell: Any = InteractiveShell.instance()
     shell.user_ns["client"] = alice
     with capture_output() as captured:
         shell.run_cell('client.query("SELECT * FROM residents", dataset="residents", epsilon=0.1)')

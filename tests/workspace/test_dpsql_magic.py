@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -16,16 +17,16 @@ CELL = "SELECT sex, COUNT(*) AS n FROM residents GROUP BY sex"
 
 
 @pytest.fixture
-def shell(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+def shell(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("SANDBOX_GATEWAY_URL", gateway.url)
     monkeypatch.setenv("SANDBOX_TOKEN", gateway.tokens["bob"])
-    shell = InteractiveShell.instance()
+    shell: Any = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "sandbox.magic")
     yield shell
     shell.run_line_magic("unload_ext", "sandbox.magic")
 
 
-def test_dpsql_shows_the_answer_and_a_budget_meter(shell: InteractiveShell) -> None:
+def test_dpsql_shows_the_answer_and_a_budget_meter(shell: Any) -> None:
     with capture_output() as captured:
         shell.run_cell_magic("dpsql", "dataset=residents epsilon=0.1 into=by_sex", CELL)
     answer = shell.user_ns["by_sex"]
@@ -41,7 +42,7 @@ def test_dpsql_shows_the_answer_and_a_budget_meter(shell: InteractiveShell) -> N
     assert "±" in captured.outputs[0].data["text/html"]
 
 
-def test_dpsql_replay_says_no_cost(shell: InteractiveShell) -> None:
+def test_dpsql_replay_says_no_cost(shell: Any) -> None:
     shell.run_cell_magic("dpsql", "dataset=residents epsilon=0.1", CELL)
     with capture_output() as captured:
         shell.run_cell_magic("dpsql", "dataset=residents epsilon=0.1", CELL)
@@ -49,7 +50,7 @@ def test_dpsql_replay_says_no_cost(shell: InteractiveShell) -> None:
     assert "replayed, no cost" in captured.outputs[1].data["text/plain"]
 
 
-def test_dpsql_uses_a_named_client(shell: InteractiveShell, gateway: Gateway) -> None:
+def test_dpsql_uses_a_named_client(shell: Any, gateway: Gateway) -> None:
     shell.user_ns["tina_client"] = Client(gateway.url, gateway.tokens["tina"])
     shell.run_cell_magic(
         "dpsql", "dataset=residents epsilon=0.05 client=tina_client", "SELECT COUNT(*) AS n FROM residents"
@@ -57,7 +58,7 @@ def test_dpsql_uses_a_named_client(shell: InteractiveShell, gateway: Gateway) ->
     assert shell.user_ns["_dpsql"].attrs["budget"]["epsilon_remaining"] <= 0.25
 
 
-def test_dpsql_denial_is_one_line(shell: InteractiveShell) -> None:
+def test_dpsql_denial_is_one_line(shell: Any) -> None:
     with capture_output() as captured:
         result = shell.run_cell("%%dpsql dataset=bus_trips epsilon=0.1\nSELECT COUNT(*) AS n FROM bus_trips")
     assert not result.success

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import nbclient
 import nbformat
 import pytest
@@ -16,24 +18,28 @@ def test_the_four_walkthroughs_exist() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_is_stored_without_outputs(name: str) -> None:
-    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    notebook = _read(name)
     nbformat.validate(notebook)
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
 
 
-def _run(name: str, gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
+def _read(name: str) -> Any:
+    return nbformat.read(NOTEBOOKS / name, as_version=4)  # type: ignore[no-untyped-call]
+
+
+def _run(name: str, gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("SANDBOX_GATEWAY_URL", gateway.url)
     monkeypatch.setenv("SANDBOX_TOKEN", gateway.tokens["alice"])
     monkeypatch.setenv("SANDBOX_OWNER_TOKEN", gateway.tokens["census"])
     monkeypatch.setenv("SANDBOX_OPERATOR_TOKEN", gateway.tokens["oscar"])
-    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    notebook = _read(name)
     nbclient.NotebookClient(notebook, timeout=180, kernel_name="python3").execute()
     return notebook
 
 
-def _text(notebook: nbformat.NotebookNode) -> str:
+def _text(notebook: Any) -> str:
     parts = []
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
