@@ -27,6 +27,12 @@ def parse_select(sql: str) -> exp.Select:
         raise QueryRejected(
             "sql.parse_error", f"The SQL could not be parsed (DuckDB dialect): {_first_line(error)}"
         ) from None
+    except RecursionError:  # sqlglot's recursive descent: about 20 to 90 nested levels
+        raise QueryRejected(
+            "sql.too_deeply_nested",
+            "The query nests expressions too deeply to be checked; flatten it (fewer nested "
+            "parentheses or function calls).",
+        ) from None
     if not statements:
         raise QueryRejected("sql.parse_error", "The SQL text is empty.")
     if len(statements) > 1:
