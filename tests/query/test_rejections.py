@@ -402,6 +402,18 @@ CASES: list[tuple[str, str, str, str]] = [
     ("unterminated_string", "pums", "SELECT COUNT(*) FROM people WHERE sex = 'a", "sql.parse_error"),
     ("empty", "pums", "   ", "sql.parse_error"),
     ("comment_only", "pums", "-- nothing", "sql.parse_error"),
+    (
+        "nested_parentheses",
+        "pums",
+        "SELECT COUNT(*) FROM people WHERE " + "(" * 2000 + "age > 1" + ")" * 2000,
+        "sql.too_deeply_nested",
+    ),
+    (
+        "nested_functions",
+        "pums",
+        "SELECT COUNT(*) FROM people WHERE " + "abs(" * 500 + "age" + ")" * 500 + " > 1",
+        "sql.too_deeply_nested",
+    ),
     # grouping without public keys needs delta (planned here with delta = 0)
     (
         "group_keys_need_delta",
