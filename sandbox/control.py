@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import ColumnElement, Row, false, insert, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from sandbox import users
@@ -53,6 +53,8 @@ from sandbox.ledger import (
     epsilon_text,
     epsilon_units,
     find_replay,
+    finish_query,
+    query_record,
     query_view,
     replayed_answer,
     reserve,
@@ -70,7 +72,7 @@ from sandbox.query.summary import AggregateKind, QuerySummary
 from sandbox.settings import Settings
 from sandbox.store import migrate
 from sandbox.store.db import Store
-from sandbox.store.models import AccessRequest, AuditEvent, AuditHead, Dataset, Policy, Query
+from sandbox.store.models import AccessRequest, AuditEvent, AuditHead, Base, Dataset, Policy, Query
 
 __all__ = [
     "AccessRequestView",
@@ -89,6 +91,7 @@ __all__ = [
 ]
 
 MAX_LIST = 10_000
+_INSERT_QUERY = insert(Base.metadata.tables[Query.__tablename__])  # compiled once (hot path)
 OPERATOR_ACTOR = "operator"
 
 
@@ -126,8 +129,8 @@ class _Attempt:
     summary: QuerySummary
     sql: str
     now: datetime
-    dataset_row: Dataset
     policy: Policy | None = None
+    dataset_row: Dataset | None = None
 
     def budget_state(self) -> BudgetState:
         """The ledger amounts of the attempt's policy (nothing granted without one)."""
@@ -524,35 +527,64 @@ class ControlPlane:
     def begin_query(
         self, principal: Principal, dataset: DatasetRecord, summary: QuerySummary, *, sql: str
     ) -> QueryTicket | CachedAnswer:
-        """Replay, or decide and reserve, in one write transaction.
+        """Replay, or decide and reserve, atomically.
 
         Returns a ``CachedAnswer`` for an identical earlier release by the same organisation
         (``query.replayed``, no cost), else a ``QueryTicket`` with the budget reserved
         (``query.reserved``). A denial records ``query.rejected`` and raises ``PolicyDenied`` /
         ``BudgetExhausted`` with the rule id (and ``details['query_id']``).
+
+        A replay is looked up and decided in a read transaction; its write transaction only checks
+        that the policy is still active and records the event, so replays hold the write lock briefly.
+        Everything else happens in one write transaction: decide, then reserve or record the denial.
         """
         if summary.dataset != dataset.name:
             raise InternalError("the query summary is for another dataset")
+        now = self._now()
+        replayed = self._replay(_Attempt(principal, dataset, summary, sql, now))
+        if replayed is not None:
+            return replayed
         outcome: QueryTicket | CachedAnswer | PolicyDenied
         with self._store.write_transaction() as session:
-            attempt = _Attempt(
-                principal, dataset, summary, sql, self._now(), self._dataset_row(session, dataset)
-            )
+            attempt = _Attempt(principal, dataset, summary, sql, now)
             if principal.organisation:
                 attempt.policy = workflow.current_policy(
                     session, principal.organisation, dataset.name, lock=True
                 )
             if attempt.policy is not None:
-                workflow.notice_expiry(session, attempt.policy, attempt.now)
+                workflow.notice_expiry(session, attempt.policy, now)
             outcome = self._try_replay(session, attempt) or self._try_reserve(session, attempt)
         if isinstance(outcome, PolicyDenied):
             raise outcome
         return outcome
 
+    def _replay(self, attempt: _Attempt) -> CachedAnswer | None:
+        """The replay fast path: decide on a snapshot, re-check the policy's status when recording."""
+        if not attempt.principal.organisation:
+            return None
+        with self._store.read() as session:
+            attempt.policy = workflow.current_policy(
+                session, attempt.principal.organisation, attempt.dataset.name
+            )
+            found = self._replay_candidate(session, attempt)
+        if found is None or attempt.policy is None:
+            return None
+        with self._store.write_transaction() as session:
+            if workflow.policy_status(session, attempt.policy.id) != PolicyStatus.ACTIVE.value:
+                return None  # revoked meanwhile: the full path decides and records why
+            return self._record_replay(session, attempt, *found)
+
     def _try_replay(self, session: Session, attempt: _Attempt) -> CachedAnswer | None:
-        """The stored answer of an identical release, if any and if the policy still allows it."""
+        """Replay inside the full path's write transaction, if allowed."""
+        found = self._replay_candidate(session, attempt)
+        return None if found is None else self._record_replay(session, attempt, *found)
+
+    def _replay_candidate(
+        self, session: Session, attempt: _Attempt
+    ) -> tuple[Row[Any], PolicyView, BudgetState] | None:
+        """The stored release of an identical query, with the policy allowing its replay, if any."""
         policy, organisation, summary = attempt.policy, attempt.principal.organisation, attempt.summary
-        if policy is None or not organisation:
+        if policy is None or not organisation or workflow.is_past_due(policy, attempt.now):
             return None
         entry = find_replay(
             session, organisation, attempt.dataset.name, summary.dataset_version, summary.fingerprint
@@ -561,22 +593,27 @@ class ControlPlane:
             return None
         view, state = workflow.policy_view(policy), attempt.budget_state()
         decision = decide(attempt.principal, attempt.dataset, view, summary, state, attempt.now, charge=False)
-        if not decision.allowed:
-            return None
-        query = self._new_query(session, attempt, QueryStatus.REPLAYED)
-        query.replay_of, query.finished_at = entry.query_id, attempt.now
+        return (entry, view, state) if decision.allowed else None
+
+    def _record_replay(
+        self, session: Session, attempt: _Attempt, entry: Row[Any], view: PolicyView, state: BudgetState
+    ) -> CachedAnswer:
+        """Record a replayed release (no charge) and return the stored answer."""
+        query_id = self._new_query(
+            session, attempt, QueryStatus.REPLAYED, replay_of=entry.query_id, finished_at=attempt.now
+        )
         attempt.record(
             session,
             EventType.QUERY_REPLAYED,
-            query_id=query.id,
+            query_id=query_id,
             replay_of=entry.query_id,
-            policy_id=policy.id,
+            policy_id=view.id,
             sql=attempt.sql,
-            fingerprint=summary.fingerprint,
-            dataset_version=summary.dataset_version,
+            fingerprint=attempt.summary.fingerprint,
+            dataset_version=attempt.summary.dataset_version,
         )
         return CachedAnswer(
-            query_id=query.id,
+            query_id=query_id,
             replay_of=entry.query_id,
             answer=replayed_answer(entry),
             policy=view,
@@ -588,19 +625,20 @@ class ControlPlane:
         """Decide; reserve the cost and return the ticket, or record the denial and return its error."""
         policy, summary = attempt.policy, attempt.summary
         view = workflow.policy_view(policy) if policy is not None else None
+        attempt.dataset_row = self._dataset_row(session, attempt.dataset)
         decision = decide(
             attempt.principal, attempt.dataset, view, summary, attempt.budget_state(), attempt.now
         )
         if not decision.allowed or policy is None or view is None:
             return self._deny(session, attempt, decision.error())
         epsilon, delta = epsilon_units(summary.epsilon, up=True), delta_units(summary.delta, up=True)
-        reserve(policy, attempt.dataset_row, epsilon, delta)
-        query = self._new_query(session, attempt, QueryStatus.RESERVED)
-        query.epsilon, query.delta = epsilon, delta
+        before = attempt.budget_state()
+        reserve(session, policy, attempt.dataset_row, epsilon, delta)
+        query_id = self._new_query(session, attempt, QueryStatus.RESERVED, epsilon=epsilon, delta=delta)
         attempt.record(
             session,
             EventType.QUERY_RESERVED,
-            query_id=query.id,
+            query_id=query_id,
             policy_id=policy.id,
             sql=attempt.sql,
             fingerprint=summary.fingerprint,
@@ -612,24 +650,29 @@ class ControlPlane:
             epsilon=epsilon_text(epsilon),
             delta=delta_text(delta),
         )
-        after = attempt.budget_state()
         return QueryTicket(
-            query_id=query.id,
+            query_id=query_id,
             policy=view,
             epsilon=epsilon_float(epsilon),
             delta=delta_float(delta),
-            epsilon_remaining=epsilon_float(after.epsilon_remaining),
-            delta_remaining=delta_float(after.delta_remaining),
+            epsilon_remaining=epsilon_float(before.epsilon_remaining - epsilon),
+            delta_remaining=delta_float(before.delta_remaining - delta),
         )
 
     def _deny(self, session: Session, attempt: _Attempt, error: PolicyDenied) -> PolicyDenied:
         """Record a denied query (no charge) and return its error, carrying the query id."""
-        query = self._new_query(session, attempt, QueryStatus.REJECTED)
-        query.rule, query.error_code, query.finished_at = error.rule, error.code, attempt.now
+        query_id = self._new_query(
+            session,
+            attempt,
+            QueryStatus.REJECTED,
+            rule=error.rule,
+            error_code=error.code,
+            finished_at=attempt.now,
+        )
         attempt.record(
             session,
             EventType.QUERY_REJECTED,
-            query_id=query.id,
+            query_id=query_id,
             sql=attempt.sql,
             fingerprint=attempt.summary.fingerprint,
             epsilon_requested=epsilon_text(epsilon_units(attempt.summary.epsilon, up=True)),
@@ -637,12 +680,14 @@ class ControlPlane:
             rule=error.rule,
             message=error.message,
         )
-        error.details["query_id"] = query.id
+        error.details["query_id"] = query_id
         return error
 
-    def _new_query(self, session: Session, attempt: _Attempt, status: QueryStatus) -> Query:
-        query = Query(
-            id=workflow.new_id("q"),
+    def _new_query(self, session: Session, attempt: _Attempt, status: QueryStatus, **fields: Any) -> str:
+        """Insert the attempt's query record (one statement, no ORM flush); its id."""
+        query_id = workflow.new_id("q")
+        values = dict(
+            id=query_id,
             principal=attempt.principal.name,
             organisation=attempt.principal.organisation,
             dataset=attempt.dataset.name,
@@ -657,18 +702,16 @@ class ControlPlane:
             status=status.value,
             created_at=attempt.now,
         )
-        session.add(query)
-        return query
+        session.execute(_INSERT_QUERY, {**values, **fields})
+        return query_id
 
-    def _reserved_query(self, session: Session, query_id: str) -> tuple[Query, Policy, Dataset]:
-        query = session.get(Query, query_id, with_for_update=True)
+    def _reserved_query(self, session: Session, query_id: str) -> Row[Any]:
+        query = query_record(session, query_id)
         if query is None:
             raise NotFound(f"no query {query_id!r}", code="query.not_found")
         if query.status != QueryStatus.RESERVED.value or query.policy_id is None:
             raise Conflict(f"query {query_id!r} is {query.status}, not reserved", code="query.not_reserved")
-        policy = session.get_one(Policy, query.policy_id, with_for_update=True)
-        dataset = session.get_one(Dataset, query.dataset, with_for_update=True)
-        return query, policy, dataset
+        return query
 
     def complete_query(self, ticket: QueryTicket, answer: dict[str, Any]) -> None:
         """Turn the reservation into a charge and keep the answer for replay (``query.answered``)."""
@@ -677,11 +720,13 @@ class ControlPlane:
         except (TypeError, ValueError) as error:
             raise InternalError("the released answer is not JSON-serialisable") from error
         now = self._now()
+        shape = result_shape(answer)
         with self._store.write_transaction() as session:
-            query, policy, dataset = self._reserved_query(session, ticket.query_id)
-            settle(policy, dataset, query.epsilon, query.delta)
-            query.status, query.finished_at = QueryStatus.ANSWERED.value, now
-            query.result_shape = result_shape(answer)
+            query = self._reserved_query(session, ticket.query_id)
+            settle(session, query.policy_id, query.dataset, query.epsilon, query.delta)
+            finish_query(
+                session, query.id, status=QueryStatus.ANSWERED.value, finished_at=now, result_shape=shape
+            )
             store_replay(session, query, answer, now)
             chain.append(
                 session,
@@ -692,10 +737,10 @@ class ControlPlane:
                 dataset=query.dataset,
                 payload={
                     "query_id": query.id,
-                    "policy_id": policy.id,
+                    "policy_id": query.policy_id,
                     "epsilon": epsilon_text(query.epsilon),
                     "delta": delta_text(query.delta),
-                    "result_shape": query.result_shape,
+                    "result_shape": shape,
                 },
             )
 
@@ -705,9 +750,9 @@ class ControlPlane:
             self._fail(session, ticket.query_id, error.code, self._now())
 
     def _fail(self, session: Session, query_id: str, code: str, now: datetime) -> None:
-        query, policy, dataset = self._reserved_query(session, query_id)
-        settle(policy, dataset, query.epsilon, query.delta)
-        query.status, query.error_code, query.finished_at = QueryStatus.FAILED.value, code, now
+        query = self._reserved_query(session, query_id)
+        settle(session, query.policy_id, query.dataset, query.epsilon, query.delta)
+        finish_query(session, query.id, status=QueryStatus.FAILED.value, error_code=code, finished_at=now)
         chain.append(
             session,
             EventType.QUERY_FAILED,
@@ -717,7 +762,7 @@ class ControlPlane:
             dataset=query.dataset,
             payload={
                 "query_id": query.id,
-                "policy_id": policy.id,
+                "policy_id": query.policy_id,
                 "epsilon": epsilon_text(query.epsilon),
                 "delta": delta_text(query.delta),
                 "error_code": code,
@@ -822,21 +867,41 @@ class ControlPlane:
         type: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        after: int | None = None,
         limit: int = 1000,
     ) -> list[AuditEventView]:
-        """Filtered audit events in chain order (operator only)."""
+        """Matching audit events in chain order (operator only).
+
+        Without ``after`` the newest ``limit`` events; with it, the first ``limit`` events after that
+        seq (page forward by passing the last seq seen).
+        """
         _require_operator(principal, "read the audit log")
         selection = EventFilter(actor, organisation, dataset, type, since, until)
+        size = max(1, min(limit, MAX_LIST))
         with self._store.read() as session:
-            rows = session.scalars(selection.select(max(1, min(limit, MAX_LIST))))
+            if after is None:
+                rows = list(session.scalars(selection.select_latest(size)))[::-1]
+            else:
+                rows = list(session.scalars(selection.select(size, after=after)))
             return [chain.view_of(r) for r in rows]
 
-    def export_audit(self, principal: Principal, fmt: Literal["jsonl", "csv"], **filters: Any) -> str:
-        """Filtered audit events as JSON Lines or CSV (operator only), exactly as hashed."""
+    def export_audit(
+        self,
+        principal: Principal,
+        fmt: Literal["jsonl", "csv"],
+        *,
+        actor: str | None = None,
+        organisation: str | None = None,
+        dataset: str | None = None,
+        type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> str:
+        """Every matching audit event as JSON Lines or CSV (operator only), exactly as hashed."""
         _require_operator(principal, "export the audit log")
         if fmt not in {"jsonl", "csv"}:
             raise InvalidRequest("export format must be jsonl or csv", code="audit.invalid_format")
-        selection = EventFilter(**filters)
+        selection = EventFilter(actor, organisation, dataset, type, since, until)
         with self._store.read() as session:
             events = [chain.view_of(r) for r in session.scalars(selection.select())]
         return to_jsonl(events) if fmt == "jsonl" else to_csv(events)

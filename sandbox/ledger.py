@@ -8,18 +8,25 @@ ledger can never hand out more than was granted.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import BigInteger, BindParameter, Row, Table, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from sandbox.audit.chain import canonical_json
 from sandbox.errors import InternalError
 from sandbox.policies.models import BudgetState, PolicyView
-from sandbox.store.models import Dataset, Policy, Query, ReplayEntry
+from sandbox.store.models import Base, Dataset, Policy, Query, ReplayEntry
+
+_POLICIES = Base.metadata.tables[Policy.__tablename__]
+_DATASETS = Base.metadata.tables[Dataset.__tablename__]
+_QUERIES = Base.metadata.tables[Query.__tablename__]
+_REPLAY = Base.metadata.tables[ReplayEntry.__tablename__]
 
 EPSILON_SCALE = 10**9
 DELTA_SCALE = 10**15
@@ -161,13 +168,21 @@ class QueryView(BaseModel):
     finished_at: datetime | None
 
 
-def budget_state(policy: Policy, dataset: Dataset) -> BudgetState:
-    """The amounts the policy engine checks a query against (reservations count as used)."""
-    return BudgetState(
+def budget_state(policy: Policy, dataset: Dataset | None) -> BudgetState:
+    """The amounts the policy engine checks a query against (reservations count as used).
+
+    Without the dataset row the dataset-wide cap is left out (enough for replays, which cost nothing).
+    """
+    state = BudgetState(
         epsilon_granted=policy.epsilon_granted,
         epsilon_used=policy.epsilon_spent + policy.epsilon_reserved,
         delta_granted=policy.delta_granted,
         delta_used=policy.delta_spent + policy.delta_reserved,
+    )
+    if dataset is None:
+        return state
+    return replace(
+        state,
         dataset_epsilon_cap=dataset.epsilon_cap,
         dataset_epsilon_used=dataset.epsilon_spent + dataset.epsilon_reserved,
         dataset_delta_cap=dataset.delta_cap,
@@ -175,29 +190,69 @@ def budget_state(policy: Policy, dataset: Dataset) -> BudgetState:
     )
 
 
-def reserve(policy: Policy, dataset: Dataset, epsilon: int, delta: int) -> None:
-    """Reserve ``epsilon``/``delta`` units on the policy and the dataset (after an allowing decision)."""
+def _shift(table: Table, key: str, *, settle: bool) -> Update:
+    """UPDATE moving amounts into ``*_reserved`` (reserve) or from it into ``*_spent`` (settle)."""
+    changes: dict[str, Any] = {}
+    for amount in ("epsilon", "delta"):
+        units: BindParameter[int] = bindparam(f"b_{amount}", type_=BigInteger)
+        if settle:
+            changes[f"{amount}_reserved"] = table.c[f"{amount}_reserved"] - units
+            changes[f"{amount}_spent"] = table.c[f"{amount}_spent"] + units
+        else:
+            changes[f"{amount}_reserved"] = table.c[f"{amount}_reserved"] + units
+    return update(table).where(table.c[key] == bindparam("b_key")).values(changes)
+
+
+_RESERVE = (_shift(_POLICIES, "id", settle=False), _shift(_DATASETS, "name", settle=False))
+_SETTLE = (_shift(_POLICIES, "id", settle=True), _shift(_DATASETS, "name", settle=True))
+
+
+def reserve(session: Session, policy: Policy, dataset: Dataset, epsilon: int, delta: int) -> None:
+    """Reserve ``epsilon``/``delta`` units on the policy and the dataset (after an allowing decision).
+
+    Inside the write transaction that read ``policy``; the database's CHECK constraints refuse any
+    reservation beyond the grant as a last line of defence.
+    """
     if (
         policy.epsilon_spent + policy.epsilon_reserved + epsilon > policy.epsilon_granted
         or policy.delta_spent + policy.delta_reserved + delta > policy.delta_granted
     ):
         raise InternalError("reservation beyond the granted budget refused")
-    policy.epsilon_reserved += epsilon
-    policy.delta_reserved += delta
-    dataset.epsilon_reserved += epsilon
-    dataset.delta_reserved += delta
+    _move(session, _RESERVE, policy_id=policy.id, dataset=dataset.name, epsilon=epsilon, delta=delta)
 
 
-def settle(policy: Policy, dataset: Dataset, epsilon: int, delta: int) -> None:
+def settle(session: Session, policy_id: str, dataset: str, epsilon: int, delta: int) -> None:
     """Turn a reservation into a charge (released answer, or failed execution: data was read)."""
-    policy.epsilon_reserved -= epsilon
-    policy.delta_reserved -= delta
-    policy.epsilon_spent += epsilon
-    policy.delta_spent += delta
-    dataset.epsilon_reserved -= epsilon
-    dataset.delta_reserved -= delta
-    dataset.epsilon_spent += epsilon
-    dataset.delta_spent += delta
+    _move(session, _SETTLE, policy_id=policy_id, dataset=dataset, epsilon=epsilon, delta=delta)
+
+
+def _move(
+    session: Session,
+    statements: tuple[Update, Update],
+    *,
+    policy_id: str,
+    dataset: str,
+    epsilon: int,
+    delta: int,
+) -> None:
+    on_policy, on_dataset = statements
+    amounts = {"b_epsilon": epsilon, "b_delta": delta}
+    session.execute(on_policy, {"b_key": policy_id, **amounts})
+    session.execute(on_dataset, {"b_key": dataset, **amounts})
+
+
+_READ_QUERY = select(_QUERIES).where(_QUERIES.c.id == bindparam("b_id"))
+_UPDATE_QUERY = update(_QUERIES).where(_QUERIES.c.id == bindparam("b_id"))
+
+
+def query_record(session: Session, query_id: str) -> Row[Any] | None:
+    """The stored record of a query (a row of ``queries``), if any."""
+    return session.execute(_READ_QUERY, {"b_id": query_id}).one_or_none()
+
+
+def finish_query(session: Session, query_id: str, **values: Any) -> None:
+    """Set the final fields of a query record (status, finished_at, ...)."""
+    session.execute(_UPDATE_QUERY, {"b_id": query_id, **values})
 
 
 def budget_view(policy: Policy) -> BudgetView:
@@ -245,33 +300,49 @@ def query_view(row: Query) -> QueryView:
     )
 
 
+_READ_REPLAY = select(_REPLAY).where(
+    _REPLAY.c.organisation == bindparam("b_organisation"),
+    _REPLAY.c.dataset == bindparam("b_dataset"),
+    _REPLAY.c.dataset_version == bindparam("b_version"),
+    _REPLAY.c.fingerprint == bindparam("b_fingerprint"),
+)
+_INSERT_REPLAY = insert(_REPLAY)
+
+
 def find_replay(
     session: Session, organisation: str, dataset: str, version: str, fingerprint: str
-) -> ReplayEntry | None:
-    """The stored release of an identical query by the same organisation, if any."""
-    return session.get(ReplayEntry, (organisation, dataset, version, fingerprint))
+) -> Row[Any] | None:
+    """The stored release (a row of ``replay_cache``) of an identical query by the organisation."""
+    key = {
+        "b_organisation": organisation,
+        "b_dataset": dataset,
+        "b_version": version,
+        "b_fingerprint": fingerprint,
+    }
+    return session.execute(_READ_REPLAY, key).one_or_none()
 
 
-def store_replay(session: Session, query: Query, answer: dict[str, Any], now: datetime) -> None:
+def store_replay(session: Session, query: Row[Any], answer: dict[str, Any], now: datetime) -> None:
     """Keep a released answer for replay (the first release of a fingerprint wins)."""
     if query.organisation is None or query.dataset_version is None or query.fingerprint is None:
         raise InternalError("only a planned query of an organisation can be replayed")
     if find_replay(session, query.organisation, query.dataset, query.dataset_version, query.fingerprint):
         return
-    session.add(
-        ReplayEntry(
-            organisation=query.organisation,
-            dataset=query.dataset,
-            dataset_version=query.dataset_version,
-            fingerprint=query.fingerprint,
-            query_id=query.id,
-            answer=canonical_json(answer).decode("utf-8"),
-            created_at=now,
-        )
+    session.execute(
+        _INSERT_REPLAY,
+        {
+            "organisation": query.organisation,
+            "dataset": query.dataset,
+            "dataset_version": query.dataset_version,
+            "fingerprint": query.fingerprint,
+            "query_id": query.id,
+            "answer": canonical_json(answer).decode("utf-8"),
+            "created_at": now,
+        },
     )
 
 
-def replayed_answer(entry: ReplayEntry) -> dict[str, Any]:
+def replayed_answer(entry: Row[Any]) -> dict[str, Any]:
     """The stored answer of a replay entry."""
     answer = json.loads(entry.answer)
     if not isinstance(answer, dict):

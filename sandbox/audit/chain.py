@@ -13,13 +13,20 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from sandbox.audit.models import AuditEventView, EventType
-from sandbox.store.models import AuditEvent, AuditHead
+from sandbox.store.models import AuditEvent, AuditHead, Base
 
 GENESIS_HASH = "0" * 64
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_EVENTS = Base.metadata.tables[AuditEvent.__tablename__]
+_HEAD = Base.metadata.tables[AuditHead.__tablename__]
+# static statements: compiled once, cheap on the hot path
+_READ_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)
+_INSERT_EVENT = insert(_EVENTS)
+_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 
 
 def canonical_json(value: Any) -> bytes:
@@ -41,16 +48,11 @@ def parse_time(text: str) -> datetime:
 
 def event_hash(event: AuditEventView) -> str:
     """The SHA-256 an event must carry, computed from its content and ``prev_hash``."""
-    content = {
-        "seq": event.seq,
-        "type": event.type,
-        "time": event.time,
-        "actor": event.actor,
-        "organisation": event.organisation,
-        "dataset": event.dataset,
-        "payload": event.payload,
-        "prev_hash": event.prev_hash,
-    }
+    return _content_hash(event.model_dump(exclude={"hash"}))
+
+
+def _content_hash(content: dict[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of an event without its ``hash``."""
     return hashlib.sha256(canonical_json(content)).hexdigest()
 
 
@@ -83,33 +85,22 @@ def append(
     payload: dict[str, Any] | None = None,
 ) -> AuditEventView:
     """Append one event after the chain head; call inside a write transaction."""
-    head = session.get(AuditHead, 1)
+    head = session.execute(_READ_HEAD).one_or_none()
     if head is None:
         raise RuntimeError("the audit chain head row is missing: run `sandbox db upgrade`")
-    draft = AuditEventView(
-        seq=head.seq + 1,
-        type=type.value,
-        time=format_time(now),
-        actor=actor,
-        organisation=organisation,
-        dataset=dataset,
-        payload=payload or {},
-        prev_hash=head.hash,
-        hash="",
+    content: dict[str, Any] = {
+        "seq": head.seq + 1,
+        "type": type.value,
+        "time": format_time(now),
+        "actor": actor,
+        "organisation": organisation,
+        "dataset": dataset,
+        "payload": payload or {},
+        "prev_hash": head.hash,
+    }
+    digest = _content_hash(content)
+    session.execute(
+        _INSERT_EVENT, {**content, "payload": canonical_json(content["payload"]).decode(), "hash": digest}
     )
-    event = draft.model_copy(update={"hash": event_hash(draft)})
-    session.add(
-        AuditEvent(
-            seq=event.seq,
-            type=event.type,
-            time=event.time,
-            actor=event.actor,
-            organisation=event.organisation,
-            dataset=event.dataset,
-            payload=canonical_json(event.payload).decode("utf-8"),
-            prev_hash=event.prev_hash,
-            hash=event.hash,
-        )
-    )
-    head.seq, head.hash = event.seq, event.hash
-    return event
+    session.execute(_MOVE_HEAD, {"new_seq": content["seq"], "new_hash": digest})
+    return AuditEventView(**content, hash=digest)

@@ -29,9 +29,11 @@ class EventFilter:
     since: datetime | None = None
     until: datetime | None = None
 
-    def select(self, limit: int | None = None) -> Select[AuditEvent]:
-        """The SELECT of matching events in chain order."""
+    def select(self, limit: int | None = None, *, after: int | None = None) -> Select[AuditEvent]:
+        """The SELECT of matching events in chain order, after seq ``after`` when given."""
         statement = select(AuditEvent).order_by(AuditEvent.seq)
+        if after is not None:
+            statement = statement.where(AuditEvent.seq > after)
         if self.actor is not None:
             statement = statement.where(AuditEvent.actor == self.actor)
         if self.organisation is not None:
@@ -45,6 +47,10 @@ class EventFilter:
         if self.until is not None:
             statement = statement.where(AuditEvent.time < format_time(self.until))
         return statement if limit is None else statement.limit(limit)
+
+    def select_latest(self, limit: int) -> Select[AuditEvent]:
+        """The SELECT of the newest ``limit`` matching events (newest first)."""
+        return self.select().order_by(None).order_by(AuditEvent.seq.desc()).limit(limit)
 
 
 def to_jsonl(events: Iterable[AuditEventView]) -> str:

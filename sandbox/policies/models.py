@@ -143,4 +143,4 @@ class Decision:
         if self.allowed or self.rule is None:
             raise ValueError("an allowing decision has no error")
         kind = BudgetExhausted if self.rule in BUDGET_RULES else PolicyDenied
-        return kind(self.rule, self.message, details=self.details)
+        return kind(self.rule, self.message, details=dict(self.details))

@@ -461,6 +461,11 @@ def current_policy(session: Session, organisation: str, dataset: str, *, lock: b
     return session.scalar(statement.with_for_update() if lock else statement)
 
 
+def policy_status(session: Session, policy_id: str) -> str | None:
+    """The current status of a policy (one indexed read), ``None`` if there is no such policy."""
+    return session.scalar(select(Policy.status).where(Policy.id == policy_id))
+
+
 def is_past_due(policy: Policy, now: datetime) -> bool:
     """Whether an active policy has reached its ``valid_until``."""
     return policy.status == PolicyStatus.ACTIVE.value and now >= policy.valid_until

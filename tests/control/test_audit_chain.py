@@ -261,7 +261,9 @@ def test_filters_and_operator_only(busy: ControlPlane, clock: Clock) -> None:
     assert len(busy.audit_events(OPERATOR, type="query.answered")) == 3
     assert [e.actor for e in busy.audit_events(OPERATOR, since=later)] == ["root"]
     assert "root" not in {e.actor for e in busy.audit_events(OPERATOR, until=later)}
-    assert len(busy.audit_events(OPERATOR, limit=2)) == 2
+    head = busy.verify_audit().head_seq
+    assert [e.seq for e in busy.audit_events(OPERATOR, limit=2)] == [head - 1, head]  # newest, in order
+    assert [e.seq for e in busy.audit_events(OPERATOR, after=3, limit=2)] == [4, 5]  # paging forward
     for outsider in (OWNER, ANALYST_A):
         with pytest.raises(Forbidden):
             busy.audit_events(outsider)
