@@ -97,6 +97,7 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        http="sandbox.api.transport:NoDelayH11Protocol",
     )
 
 
