@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pandas as pd
@@ -135,7 +136,7 @@ class Client:
 
     def dataset(self, name: str) -> dict[str, Any]:
         """The full catalogue entry of one dataset (metadata, schema, fingerprints)."""
-        return self._object("GET", f"/datasets/{name}")
+        return self._object("GET", f"/datasets/{_segment(name)}")
 
     def describe(self, name: str) -> pd.DataFrame:
         """The schema of a dataset: one row per column with its role, type, bounds and public keys."""
@@ -175,11 +176,15 @@ class Client:
     def approve(self, request_id: str, **limits: Any) -> dict[str, Any]:
         """Approve a request on your dataset (owner); ``limits`` narrow it (``epsilon``,
         ``max_epsilon_per_query``, ``min_group_size``, ``columns``, ``valid_until`` ...)."""
-        return self._object("POST", f"/access-requests/{request_id}/approve", json=_params(**limits))
+        return self._object(
+            "POST", f"/access-requests/{_segment(request_id)}/approve", json=_params(**limits)
+        )
 
     def reject(self, request_id: str, reason: str) -> dict[str, Any]:
         """Reject a request on your dataset (owner) with a reason the analyst will read."""
-        return self._object("POST", f"/access-requests/{request_id}/reject", json={"reason": reason})
+        return self._object(
+            "POST", f"/access-requests/{_segment(request_id)}/reject", json={"reason": reason}
+        )
 
     def policies(self) -> pd.DataFrame:
         """Access policies visible to the caller."""
@@ -187,7 +192,7 @@ class Client:
 
     def revoke_policy(self, policy_id: str, reason: str) -> dict[str, Any]:
         """Revoke a policy on your dataset (owner); the next query under it is denied."""
-        return self._object("POST", f"/policies/{policy_id}/revoke", json={"reason": reason})
+        return self._object("POST", f"/policies/{_segment(policy_id)}/revoke", json={"reason": reason})
 
     def register_dataset(self, metadata_path: str, *, replace: bool = False) -> dict[str, Any]:
         """Register a dataset (owner, operator) from a metadata YAML in the gateway's import folder;
@@ -196,7 +201,7 @@ class Client:
 
     def certificate(self, dataset: str) -> dict[str, Any]:
         """The registration certificate (登记存证): fingerprints of a dataset, anchored in the audit chain."""
-        return self._object("GET", f"/datasets/{dataset}/certificate")
+        return self._object("GET", f"/datasets/{_segment(dataset)}/certificate")
 
     # queries
     def estimate(self, sql: str, *, dataset: str, epsilon: float, delta: float = 0.0) -> Estimate:
@@ -243,7 +248,7 @@ class Client:
 
     def query_record(self, query_id: str) -> dict[str, Any]:
         """One recorded query."""
-        return self._object("GET", f"/queries/{query_id}")
+        return self._object("GET", f"/queries/{_segment(query_id)}")
 
     def budget(self) -> pd.DataFrame:
         """Budget per visible policy: granted, spent, reserved and remaining epsilon and delta."""
@@ -377,6 +382,11 @@ def _frame(body: Any, columns: tuple[str, ...]) -> pd.DataFrame:
         if column in TIME_COLUMNS or column.endswith("_at"):
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     return frame
+
+
+def _segment(value: str) -> str:
+    """``value`` as one URL path segment."""
+    return quote(value, safe="")
 
 
 def _params(**values: Any) -> dict[str, Any]:
