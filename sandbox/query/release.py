@@ -297,6 +297,8 @@ def _post_order(plan: QueryPlan, keys: list[GroupKey], aggregates: list[Released
 def _arrow_column(values: list[Any]) -> pa.Array:
     try:
         return pa.array(values)
+    except OverflowError:  # HUGEINT/UBIGINT keys beyond int64: compare them as DOUBLE
+        return pa.array([None if v is None else float(v) for v in values], type=pa.float64())
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.array([None if v is None else str(v) for v in values])
 
