@@ -338,7 +338,7 @@ class ControlPlane:
     ) -> VerifyReport:
         """Check a registration certificate against this chain (and the operator's public key)."""
         key = self._public_key(public_key_path)
-        with self._store.read() as session:
+        with self._store.snapshot() as session:
             return certificates.verify_certificate(certificate, stored_events(session), key)
 
     def set_dataset_cap(self, actor: Principal, dataset: DatasetRecord, epsilon: float, delta: float) -> None:
@@ -920,7 +920,7 @@ class ControlPlane:
         """
         key = self._public_key(public_key_path)
         logged = checkpoints.read_log(self.checkpoint_log)
-        with self._store.read() as session:
+        with self._store.snapshot() as session:
             walked, head = walk_store(session)
 
             def hash_at(seq: int) -> str | None:

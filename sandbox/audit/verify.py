@@ -87,7 +87,7 @@ def stored_events(session: Session) -> Iterator[AuditEventView | VerifyProblem]:
 
 
 def walk_store(session: Session) -> tuple[ChainWalk, AuditHead]:
-    """Walk the stored chain and check it ends at the recorded chain head."""
+    """Walk the stored chain and check it ends at the recorded chain head (use one snapshot)."""
     result = walk(stored_events(session))
     head = session.get(AuditHead, 1)
     if head is None:
@@ -101,10 +101,14 @@ def walk_store(session: Session) -> tuple[ChainWalk, AuditHead]:
                     f"but the last stored event is {result.last_seq}"
                 ),
             )
-        elif head.seq != result.last_seq or head.hash != result.last_hash:
+        elif head.seq < result.last_seq:
             result.problem = VerifyProblem(
-                seq=result.last_seq,
-                reason=f"the chain head (seq {head.seq}) does not match the last event {result.last_seq}",
+                seq=head.seq + 1,
+                reason=f"event {head.seq + 1} lies beyond the chain head: appended outside the control plane",
+            )
+        elif head.hash != result.last_hash:
+            result.problem = VerifyProblem(
+                seq=head.seq, reason=f"the chain head's hash does not match event {head.seq}"
             )
     return result, head
 

@@ -127,6 +127,14 @@ class Store:
             yield session
 
     @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only session on one consistent snapshot (``REPEATABLE READ`` on PostgreSQL)."""
+        with self._read() as session:
+            if not self.is_sqlite:
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
+    @contextmanager
     def write_transaction(self) -> Iterator[Session]:
         """A write transaction holding the store's write lock from its first statement; commits on exit."""
         with self._writer_queue, self._write() as session, session.begin():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -350,3 +351,45 @@ def test_verify_walks_in_batches(cp: ControlPlane, monkeypatch: pytest.MonkeyPat
     for index in range(30):
         cp.add_user(f"user{index}", [Role.OPERATOR], None, actor="olga")
     assert cp.verify_audit().events == 30
+
+
+def test_event_appended_behind_the_heads_back_is_named(busy: ControlPlane, engine: Engine) -> None:
+    head = busy.verify_audit().head_seq
+    with engine.begin() as connection:
+        last = (
+            connection.execute(text("SELECT * FROM audit_events WHERE seq = :s"), {"s": head})
+            .mappings()
+            .one()
+        )
+        forged = AuditEventView.model_validate(
+            {**last, "seq": head + 1, "payload": {}, "prev_hash": last["hash"], "hash": ""}
+        )
+        connection.execute(
+            text(
+                "INSERT INTO audit_events (seq, type, time, actor, organisation, dataset, payload, prev_hash,"
+                " hash) VALUES (:seq, :type, :time, :actor, :organisation, :dataset, '{}', :prev_hash, :hash)"
+            ),
+            {**forged.model_dump(exclude={"payload"}), "hash": event_hash(forged)},
+        )
+    report = busy.verify_audit()
+    assert first_error(report).seq == head + 1 and "beyond the chain head" in first_error(report).reason
+
+
+def test_verification_is_consistent_while_events_are_appended(busy: ControlPlane) -> None:
+    done = threading.Event()
+
+    def append() -> None:
+        index = 0
+        while not done.is_set():
+            busy.add_user(f"user{index}", [Role.OPERATOR], None, actor="olga")
+            index += 1
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        reports = [busy.verify_audit() for _ in range(15)]
+    finally:
+        done.set()
+        writer.join()
+    assert all(r.ok for r in reports), [r.first_error for r in reports if not r.ok]
+    assert reports[-1].head_seq > reports[0].head_seq
