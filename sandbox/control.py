@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import ColumnElement, Row, false, insert, or_, select, true
+from sqlalchemy import ColumnElement, Row, false, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from sandbox import users
@@ -54,6 +54,7 @@ from sandbox.ledger import (
     epsilon_units,
     find_replay,
     finish_query,
+    insert_query,
     query_record,
     query_view,
     replayed_answer,
@@ -72,7 +73,7 @@ from sandbox.query.summary import AggregateKind, QuerySummary
 from sandbox.settings import Settings
 from sandbox.store import migrate
 from sandbox.store.db import Store
-from sandbox.store.models import AccessRequest, AuditEvent, AuditHead, Base, Dataset, Policy, Query
+from sandbox.store.models import AccessRequest, AuditEvent, AuditHead, Dataset, Policy, Query
 
 __all__ = [
     "AccessRequestView",
@@ -91,7 +92,6 @@ __all__ = [
 ]
 
 MAX_LIST = 10_000
-_INSERT_QUERY = insert(Base.metadata.tables[Query.__tablename__])  # compiled once (hot path)
 OPERATOR_ACTOR = "operator"
 
 
@@ -686,23 +686,23 @@ class ControlPlane:
     def _new_query(self, session: Session, attempt: _Attempt, status: QueryStatus, **fields: Any) -> str:
         """Insert the attempt's query record (one statement, no ORM flush); its id."""
         query_id = workflow.new_id("q")
-        values = dict(
-            id=query_id,
-            principal=attempt.principal.name,
-            organisation=attempt.principal.organisation,
-            dataset=attempt.dataset.name,
-            dataset_owner=attempt.dataset.metadata.owner,
-            dataset_version=attempt.summary.dataset_version,
-            policy_id=attempt.policy.id if attempt.policy is not None else None,
-            sql=attempt.sql,
-            normalized_sql=attempt.summary.normalized_sql,
-            fingerprint=attempt.summary.fingerprint,
-            epsilon=0,
-            delta=0,
-            status=status.value,
-            created_at=attempt.now,
-        )
-        session.execute(_INSERT_QUERY, {**values, **fields})
+        values: dict[str, Any] = {
+            "id": query_id,
+            "principal": attempt.principal.name,
+            "organisation": attempt.principal.organisation,
+            "dataset": attempt.dataset.name,
+            "dataset_owner": attempt.dataset.metadata.owner,
+            "dataset_version": attempt.summary.dataset_version,
+            "policy_id": attempt.policy.id if attempt.policy is not None else None,
+            "sql": attempt.sql,
+            "normalized_sql": attempt.summary.normalized_sql,
+            "fingerprint": attempt.summary.fingerprint,
+            "epsilon": 0,
+            "delta": 0,
+            "status": status.value,
+            "created_at": attempt.now,
+        }
+        insert_query(session, {**values, **fields})
         return query_id
 
     def _reserved_query(self, session: Session, query_id: str) -> Row[Any]:

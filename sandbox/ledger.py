@@ -241,8 +241,14 @@ def _move(
     session.execute(on_dataset, {"b_key": dataset, **amounts})
 
 
+_INSERT_QUERY = insert(_QUERIES)
 _READ_QUERY = select(_QUERIES).where(_QUERIES.c.id == bindparam("b_id"))
 _UPDATE_QUERY = update(_QUERIES).where(_QUERIES.c.id == bindparam("b_id"))
+
+
+def insert_query(session: Session, values: dict[str, Any]) -> None:
+    """Insert a query record (one pre-built statement: no ORM flush on the hot path)."""
+    session.execute(_INSERT_QUERY, values)
 
 
 def query_record(session: Session, query_id: str) -> Row[Any] | None:
