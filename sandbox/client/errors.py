@@ -59,11 +59,11 @@ class SandboxClientError(Exception):
         return [f"\x1b[1;31m{type(self).__name__}\x1b[0m {self}"]
 
 
-class QueryRejected(SandboxClientError):  # noqa: N818 (the gateway's error names)
+class QueryRejected(SandboxClientError):
     """The SQL is not accepted (400): ``code``/``rule`` names the SQL rule (``sql.*``)."""
 
 
-class InvalidRequest(SandboxClientError):  # noqa: N818 (the gateway's error names)
+class InvalidRequest(SandboxClientError):
     """A parameter is out of range or malformed (422)."""
 
 
@@ -71,11 +71,11 @@ class AuthenticationError(SandboxClientError):
     """No token, or an invalid, expired or revoked one (401)."""
 
 
-class PermissionDenied(SandboxClientError):  # noqa: N818 (the gateway's error names)
+class PermissionDenied(SandboxClientError):
     """The caller's role does not allow this action (403, ``auth.*``)."""
 
 
-class PolicyDenied(SandboxClientError):  # noqa: N818 (the gateway's error names)
+class PolicyDenied(SandboxClientError):
     """The access policy denies the query or request (403); ``rule`` is the policy rule."""
 
 
@@ -83,23 +83,23 @@ class BudgetExhausted(PolicyDenied):
     """The query would overspend the privacy budget (403, ``budget.*``)."""
 
 
-class NotFound(SandboxClientError):  # noqa: N818 (the gateway's error names)
+class NotFound(SandboxClientError):
     """The named object does not exist or is not visible to the caller (404)."""
 
 
-class Conflict(SandboxClientError):  # noqa: N818 (the gateway's error names)
+class Conflict(SandboxClientError):
     """The request conflicts with the current state (409)."""
 
 
-class RequestTooLarge(SandboxClientError):  # noqa: N818 (the gateway's error names)
+class RequestTooLarge(SandboxClientError):
     """The body or the SQL text is longer than the gateway accepts (413)."""
 
 
-class RateLimited(SandboxClientError):  # noqa: N818 (the gateway's error names)
+class RateLimited(SandboxClientError):
     """Too many requests from this user in the last minute (429)."""
 
 
-class QueryFailed(SandboxClientError):  # noqa: N818 (the gateway's error names)
+class QueryFailed(SandboxClientError):
     """The query was accepted but could not be executed (503, time or memory limit)."""
 
 
@@ -107,7 +107,7 @@ class ServerError(SandboxClientError):
     """The gateway failed (5xx) or answered something that is not its error shape."""
 
 
-class GatewayUnavailable(SandboxClientError):  # noqa: N818 (the gateway's error names)
+class GatewayUnavailable(SandboxClientError):
     """The gateway could not be reached at all."""
 
 
