@@ -11,6 +11,8 @@ ports (every knob is a ``SANDBOX_LOCAL_*`` variable, listed in ``docs/workspace.
   (the groups ``sandbox.auth.jupyterhub`` checks). Only members of those groups get a notebook
   token that may call the gateway (``access:services!service=sandbox-gateway``); the gateway then
   takes role and organisation from its own registry.
+- the gateway is ``sandbox serve`` on ``SANDBOX_HOME`` in JupyterHub auth mode, started and stopped by
+  the hub; it answers under the service prefix the hub gives it.
 - ``SANDBOX_LOCAL_SPAWNER=system`` (hub run as root): every user's server runs as their own Unix
   user and the gateway as ``SANDBOX_LOCAL_GATEWAY_USER``, the only account that can read the
   gateway home (data, state database, keys). ``SANDBOX_LOCAL_PYTHON`` must then be an interpreter
@@ -146,16 +148,8 @@ gateway = {
     "name": SERVICE,
     "url": f"http://{HOST}:{GATEWAY_PORT}",
     "command": [
-        PYTHON,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "sandbox.api.app:app_from_environment",
-        "--host",
-        HOST,
-        "--port",
-        str(GATEWAY_PORT),
-        "--no-access-log",
+        *(PYTHON, "-m", "sandbox.cli", "serve", "--host", HOST, "--port", str(GATEWAY_PORT)),
+        *("--log-level", "warning"),
     ],
     "cwd": str(GATEWAY_HOME),
     "environment": gateway_environment,

@@ -10,6 +10,7 @@ import argparse
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -107,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     home = demo / "home"
     settings = Settings(home=home, auth_mode="tokens")
     started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "sandbox.cli", "--home", str(home), "init"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     world = build_world(
         settings, shared_data=_shared_data(), shared_metadata=SHARED_METADATA, residents=args.residents
     )

@@ -210,7 +210,7 @@ def test_a_user_outside_the_analyst_groups_is_refused(hub: Hub) -> None:
 def test_the_analysts_kernel_cannot_read_the_gateways_files(hub: Hub, analyst_server: str) -> None:
     if hub.gateway_user is None:
         pytest.skip("isolation needs root and system mode: servers and the gateway as their own Unix users")
-    gateway = next(p for p in hub.process.tracked.values() if "app_from_environment" in " ".join(p.cmdline()))
+    gateway = next(p for p in hub.process.tracked.values() if "sandbox.cli serve" in " ".join(p.cmdline()))
     secrets_and_data = [
         hub.home / "state.db",
         *sorted(hub.home.glob("datasets/**/*.duckdb")),
