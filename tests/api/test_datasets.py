@@ -76,6 +76,23 @@ def test_owner_cannot_register_another_owners_dataset(world: World) -> None:
         assert_error(alice.post("/api/v1/datasets", json={"metadata_path": "pums_other.yaml"}), 403)
 
 
+def test_owner_cannot_replace_another_owners_dataset(world: World) -> None:
+    import_dir = world.settings.effective_import_dir
+    path = variant_metadata(
+        SHARED_METADATA / "pums.yaml",
+        import_dir / "takeover.yaml",
+        owner="transport-bureau",
+        title="Not yours",
+    )
+    _point_sources_at(path, "pums_1000.parquet")
+    with world.client("otto") as otto:
+        before = otto.get("/api/v1/datasets/pums").json()
+        response = otto.post("/api/v1/datasets", json={"metadata_path": "takeover.yaml", "replace": True})
+        assert_error(response, 403, "dataset.not_owner")
+        after = otto.get("/api/v1/datasets/pums").json()
+    assert after == before and after["owner"] == "census-bureau"
+
+
 def test_registration_paths_stay_inside_the_import_folder(world: World) -> None:
     with world.client("oscar") as oscar:
         for path in ("../variants/pums_t.yaml", "/etc/passwd", "a/../../x.yaml", "bad\u0000name"):
