@@ -699,6 +699,9 @@ def _is_aggregate_call(node: exp.Expression) -> bool:
 
 
 def _canonical(node: exp.Expression) -> str:
+    """A comparable text of an expression; outer parentheses do not count."""
+    while isinstance(node, exp.Paren):
+        node = node.this
     return node.sql(dialect="duckdb", normalize=True).lower()
 
 
