@@ -398,3 +398,19 @@ def test_workload_answers_are_all_accepted(engine: Engine, hpums: DatasetRecord,
     assert len(expected) == 63
     for entry in expected:
         engine.plan(hpums.name, entry["sql"], 1.0)
+
+
+def test_parentheses_do_not_change_keys_or_aggregates(engine: Engine, shared: Registrar) -> None:
+    """Outer parentheses around a group key or an aggregate are insignificant, as in DuckDB."""
+    shared("pums")
+    plain_rows = engine.query(
+        "pums",
+        "SELECT sex + educ AS k, COUNT(*), SUM(age) FROM people GROUP BY sex + educ",
+        HUGE_EPSILON,
+        DELTA,
+    ).rows
+    for sql in [
+        "SELECT (sex + educ) AS k, COUNT(*), SUM(age) FROM people GROUP BY k",
+        "SELECT sex + educ AS k, (COUNT(*)), ((SUM(age))) FROM people GROUP BY (sex + educ)",
+    ]:
+        assert engine.query("pums", sql, HUGE_EPSILON, DELTA).rows == plain_rows
