@@ -6,35 +6,19 @@ Decisions are taken for the dataset's owning body, recorded under the acting nam
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from sandbox.cli.context import state
 from sandbox.cli.output import out, print_json, print_table
+from sandbox.policies.models import RequestStatus
+from sandbox.query.summary import AggregateKind
 
 request_app = typer.Typer(help="Access requests: review, approve, reject.", no_args_is_help=True)
 policy_app = typer.Typer(help="Access policies: list, revoke.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-# The values of RequestStatus and AggregateKind, repeated here so that `--help` does not import
-# the query engine; tests/cli checks they stay equal.
-Status = Literal["pending", "approved", "rejected"]
-
-
-class Aggregate(StrEnum):
-    """Aggregate kinds an owner can allow (``AggregateKind``)."""
-
-    COUNT = "count"
-    COUNT_DISTINCT = "count_distinct"
-    SUM = "sum"
-    AVG = "avg"
-    VARIANCE = "variance"
-    STDDEV = "stddev"
-    QUANTILE = "quantile"
-
-
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
 
 
@@ -45,13 +29,13 @@ def _utc(moment: datetime | None) -> datetime | None:
 @request_app.command("list")
 def list_requests(
     ctx: typer.Context,
-    status: Annotated[Status | None, typer.Option(help="Only requests in this state.")] = None,
+    status: Annotated[RequestStatus | None, typer.Option(help="Only requests in this state.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Access requests, newest first."""
     cli = state(ctx)
     with cli.control() as control:
-        views = control.list_requests(cli.operator(), status=status)
+        views = control.list_requests(cli.operator(), status=status.value if status else None)
     if as_json:
         print_json(views)
         return
@@ -96,12 +80,10 @@ def approve(
     max_delta_per_query: Annotated[float, typer.Option(min=0.0, help="Largest delta of one query.")] = 0.0,
     min_group_size: Annotated[int, typer.Option(min=0, help="Smallest released group size.")] = 0,
     aggregate: Annotated[
-        list[Aggregate] | None, typer.Option(help="Allowed aggregate; repeat (default: all).")
+        list[AggregateKind] | None, typer.Option(help="Allowed aggregate; repeat (default: all).")
     ] = None,
 ) -> None:
     """Approve a pending request for the dataset's owner, possibly narrowing it."""
-    from sandbox.query.summary import AggregateKind  # noqa: PLC0415
-
     cli = state(ctx)
     with cli.control() as control:
         request = control.get_request(cli.operator(), request_id)
@@ -117,7 +99,7 @@ def approve(
             max_epsilon_per_query=max_epsilon_per_query,
             max_delta_per_query=max_delta_per_query,
             min_group_size=min_group_size,
-            aggregates=[AggregateKind(a.value) for a in aggregate] if aggregate else None,
+            aggregates=aggregate or None,
         )
     until = f"{policy.valid_until:%Y-%m-%d}"
     out.print(f"approved {request_id}: policy {policy.id}, epsilon {policy.epsilon:g} until {until}")
