@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     max_sql_length: int = Field(8 * 1024, ge=64, description="Longest accepted SQL text.")
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per principal per minute.")
 
+    # control-plane upkeep (run by the gateway)
+    maintenance_interval_s: float = Field(
+        60.0, gt=0, description="How often the gateway expires policies and settles dead reservations."
+    )
+    abandoned_reservation_s: float = Field(
+        600.0, gt=0, description="Age after which a reservation whose query never finished is charged."
+    )
+
     # authentication
     auth_mode: Literal["tokens", "jupyterhub"] = Field("tokens", description="Authenticator to use.")
     hub_api_url: str | None = Field(None, description="JupyterHub API URL (jupyterhub mode).")

@@ -7,6 +7,7 @@ the environment and ``<home>/settings.env``), so several workers can each build 
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 from sandbox import __version__
 from sandbox.api.errors import install_error_handlers
 from sandbox.api.limits import BodySizeLimit
+from sandbox.api.maintenance import maintain
 from sandbox.api.metrics import GatewayMetrics
 from sandbox.api.prefix import ServicePrefix
 from sandbox.api.routes import (
@@ -49,9 +51,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.open(settings, metrics)
         app.state.services = services
+        upkeep = asyncio.create_task(maintain(services.control, settings))
         try:
             yield
         finally:
+            upkeep.cancel()
             services.close()
 
     app = FastAPI(

@@ -1,0 +1,34 @@
+"""Periodic control-plane upkeep while the gateway runs: expire policies past ``valid_until`` and
+settle reservations whose process died (they become charges, never refunds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sandbox.control import ControlPlane
+from sandbox.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_once(control: ControlPlane, settings: Settings) -> tuple[int, int]:
+    """One round: (policies expired, reservations settled)."""
+    expired = control.expire_policies()
+    settled = control.settle_abandoned(timedelta(seconds=settings.abandoned_reservation_s))
+    return expired, settled
+
+
+async def maintain(control: ControlPlane, settings: Settings) -> None:
+    """Run ``run_once`` every ``maintenance_interval_s`` seconds until cancelled."""
+    while True:
+        await asyncio.sleep(settings.maintenance_interval_s)
+        try:
+            expired, settled = await asyncio.to_thread(run_once, control, settings)
+        except Exception:  # a failed round is retried at the next interval
+            log.exception("control-plane maintenance failed")
+            continue
+        if expired or settled:
+            log.info("maintenance: %d policies expired, %d reservations settled", expired, settled)
