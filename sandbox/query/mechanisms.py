@@ -44,12 +44,8 @@ class Calibration:
             return max(
                 0.0, float(accuracy.discrete_laplacian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
             )
-        if self.mechanism == "laplace":
-            return float(accuracy.laplacian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
         if self.mechanism == "discrete_gaussian":
             return float(accuracy.discrete_gaussian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
-        if self.mechanism == "gaussian":
-            return float(accuracy.gaussian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
         return None
 
     def public(self) -> dict[str, Any]:
@@ -87,21 +83,6 @@ def integer_laplace(sensitivity: int, epsilon: float) -> Calibration:
     measurement, scale = _widen_until(make, sensitivity, sensitivity / epsilon, lambda eps: eps <= epsilon)
     return Calibration(
         "discrete_laplace", sensitivity, scale, float(measurement.map(sensitivity)), measurement=measurement
-    )
-
-
-@lru_cache(maxsize=4096)
-def float_laplace(sensitivity: float, epsilon: float) -> Calibration:
-    """Laplace on a vector of floats with the given L1 sensitivity."""
-    domain = domains.vector_domain(domains.atom_domain(T=float, nan=False))
-    metric = metrics.l1_distance(T=float)
-
-    def make(scale: float) -> Measurement:
-        return measurements.make_laplace(domain, metric, scale=scale)
-
-    measurement, scale = _widen_until(make, sensitivity, sensitivity / epsilon, lambda eps: eps <= epsilon)
-    return Calibration(
-        "laplace", sensitivity, scale, float(measurement.map(sensitivity)), measurement=measurement
     )
 
 
@@ -190,28 +171,6 @@ def integer_gaussian(sensitivity: int, rho: float) -> Calibration:
     )
 
 
-@lru_cache(maxsize=4096)
-def float_gaussian(sensitivity: float, rho: float) -> Calibration:
-    """Gaussian on a vector of floats with the given L2 sensitivity (zCDP ``rho``)."""
-    domain = domains.vector_domain(domains.atom_domain(T=float, nan=False))
-    metric = metrics.l2_distance(T=float)
-
-    def make(scale: float) -> Measurement:
-        return measurements.make_gaussian(domain, metric, scale=scale)
-
-    measurement, scale = _widen_until(
-        make, sensitivity, sensitivity / math.sqrt(2 * rho), lambda loss: loss <= rho
-    )
-    return Calibration(
-        "gaussian",
-        sensitivity,
-        scale,
-        None,
-        rho=float(measurement.map(sensitivity)),
-        measurement=measurement,
-    )
-
-
 def epsilon_of_rho(rho: float, delta: float) -> float:
     """(epsilon, delta)-DP epsilon of a rho-zCDP release, by OpenDP's own conversion."""
     proxy = measurements.make_gaussian(
@@ -239,11 +198,6 @@ def release_integers(calibration: Calibration, values: Sequence[int]) -> list[in
     """Noisy copies of exact integer aggregates (saturated to the int64 range first)."""
     bounded = [max(-INT64_LIMIT, min(INT64_LIMIT, int(v))) for v in values]
     return [int(v) for v in calibration.measurement(bounded)]
-
-
-def release_floats(calibration: Calibration, values: Sequence[float]) -> list[float]:
-    """Noisy copies of aggregates computed as floats."""
-    return [float(v) for v in calibration.measurement([float(v) for v in values])]
 
 
 def release_thresholded(calibration: Calibration, counts: dict[str, int]) -> dict[str, int]:

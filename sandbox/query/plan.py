@@ -65,6 +65,7 @@ class PlannedQuantity:
     quantile: Fraction | None = None
     bounds: Bounds | None = None
     candidates: int = 0
+    shift: int = 0  # released in units of 2**shift (sums of squares can exceed int64)
 
     @property
     def key(self) -> str:
@@ -159,6 +160,23 @@ def sensitivity(
     return k * max(q.numerator, q.denominator - q.numerator)
 
 
+SQUARES_BITS = 24
+
+
+def squares_shift(sensitivity: int) -> int:
+    """Bits dropped from a sum of squares so its sensitivity keeps about ``SQUARES_BITS`` bits.
+
+    Releasing ``floor(S / 2**shift)`` keeps the value in int64 for any realistic table while the
+    dropped precision stays far below the noise (whose scale is at least the shifted sensitivity).
+    """
+    return max(0, sensitivity.bit_length() - SQUARES_BITS)
+
+
+def shifted_sensitivity(sensitivity: int, shift: int) -> int:
+    """Sensitivity of ``floor(S / 2**shift)`` when S moves by at most ``sensitivity``."""
+    return sensitivity if shift == 0 else (sensitivity >> shift) + 1
+
+
 def build_plan(
     query: ValidatedQuery,
     epsilon: float,
@@ -205,7 +223,10 @@ def build_plan(
             assert bounds is not None
             candidates = min(quantile_candidates, bounds.upper - bounds.lower + 1)
         else:
-            calibration = budget.additive(delta_, floating=quantity is Quantity.CENTERED_SUMSQ)
+            shift = squares_shift(delta_) if quantity is Quantity.CENTERED_SUMSQ else 0
+            calibration = budget.additive(shifted_sensitivity(delta_, shift))
+            planned.append(PlannedQuantity(quantity, column, calibration, q, bounds, shift=shift))
+            continue
         planned.append(PlannedQuantity(quantity, column, calibration, q, bounds, candidates))
     budget.check(planned, touched, selection)
 
@@ -284,14 +305,10 @@ class _Budget:
             return self.share / touched
         return math.sqrt(2 * self.rho_share / touched)
 
-    def additive(self, sensitivity: int, *, floating: bool) -> Calibration:
-        """The additive-noise calibration of one quantity."""
+    def additive(self, sensitivity: int) -> Calibration:
+        """The additive-noise calibration of one integer quantity."""
         if self.rho_share is None:
-            if floating:
-                return mechanisms.float_laplace(float(sensitivity) * (1 + 2**-40), self.share)
             return mechanisms.integer_laplace(sensitivity, self.share)
-        if floating:
-            return mechanisms.float_gaussian(float(sensitivity) * (1 + 2**-40), self.rho_share)
         return mechanisms.integer_gaussian(sensitivity, self.rho_share)
 
     def check(self, planned: list[PlannedQuantity], touched: int, selection: Calibration | None) -> None:

@@ -71,12 +71,9 @@ def release(plan: QueryPlan, exact: Exact) -> Result:
         elif planned.quantity is Quantity.ROWS and counts_released is not None:
             noisy[planned.key] = [float(counts_released[k]) for k in keys]
         else:
-            values = [_exact_value(plan, planned, exact.groups.get(k)) for k in keys]
-            if planned.calibration.mechanism == "laplace":
-                noisy[planned.key] = mechanisms.release_floats(planned.calibration, values)
-            else:
-                released = mechanisms.release_integers(planned.calibration, [int(v) for v in values])
-                noisy[planned.key] = [float(v) for v in released]
+            values = [_exact_value(plan, planned, exact.groups.get(k)) >> planned.shift for k in keys]
+            released = mechanisms.release_integers(planned.calibration, values)
+            noisy[planned.key] = [float(v << planned.shift) for v in released]
 
     aggregates = [_aggregate(plan, spec, noisy, len(keys)) for spec in plan.query.aggregates]
     suppressed = _suppress(plan, noisy, aggregates, len(keys))
@@ -225,7 +222,7 @@ def _aggregate(plan: QueryPlan, spec: AggregateSpec, noisy: dict[str, list[float
             spec, values, cis, quantities, "CI propagated from the noisy sum and count (approximate)"
         )
     squares = values_of[1]
-    ci_sq = quantities[1].calibration.ci95() or 0.0
+    ci_sq = (quantities[1].calibration.ci95() or 0.0) * 2 ** quantities[1].shift
     values = []
     cis = []
     for s, q, n in zip(centered, squares, counts, strict=True):

@@ -108,7 +108,7 @@ def test_invalid_metadata_lists_problems(world: World) -> None:
     with world.client("oscar") as oscar:
         response = oscar.post("/api/v1/datasets", json={"metadata_path": "broken.yaml"})
     error = assert_error(response, 422, "metadata.invalid")
-    assert error["details"]["problems"]  # type: ignore[index]
+    assert error["details"]["problems"]
 
 
 def _point_sources_at(path: Path, source: str) -> None:

@@ -32,7 +32,6 @@ from sandbox.settings import Settings
 ALPHA = 1e-9
 SIGMAS = 7.0
 DISCRETE_SAMPLES = 40_000
-CONTINUOUS_SAMPLES = 20_000
 
 
 def deviation_bound(n: int) -> float:
@@ -72,13 +71,6 @@ def discrete_laplace_cdf(scale: float) -> Callable[[int], float]:
         return 1 - p ** (x + 1) / (1 + p)
 
     return cdf
-
-
-def laplace_cdf(scale: float) -> Callable[[float], float]:
-    return lambda x: 0.5 * math.exp(x / scale) if x < 0 else 1 - 0.5 * math.exp(-x / scale)
-
-
-# -- the checks ---------------------------------------------------------------------------------
 
 
 def assert_discrete_law(noise: Sequence[int], scale: float) -> None:
@@ -132,26 +124,6 @@ def test_release_adds_noise_to_the_exact_value() -> None:
     mean = sum(values) / len(values)
     spread = math.sqrt(discrete_laplace_variance(calibration.scale) / len(values))
     assert abs(mean - 1_000_000) <= SIGMAS * spread
-
-
-def test_laplace_scale_for_sums_of_squares() -> None:
-    """Centred sums of squares (floats) get continuous Laplace noise: variance 2 * scale^2."""
-    calibration = mechanisms.float_laplace(100.0, 2.0)
-    scale = calibration.scale
-    assert scale == pytest.approx(50.0, rel=1e-9)
-    noise = mechanisms.release_floats(calibration, [0.0] * CONTINUOUS_SAMPLES)
-    n = len(noise)
-    cdf = laplace_cdf(scale)
-    ordered = sorted(noise)
-    distance = max(max(abs((i + 1) / n - cdf(x)), abs(i / n - cdf(x))) for i, x in enumerate(ordered))
-    assert distance <= deviation_bound(n)
-    variance = 2 * scale**2
-    spread = math.sqrt((24 * scale**4 - variance**2) / n)  # E X^4 = 24 scale^4
-    assert abs(sum(x * x for x in noise) / n - variance) <= SIGMAS * spread
-    ci95 = calibration.ci95()
-    assert ci95 == pytest.approx(scale * math.log(1 / 0.05))
-    covered = sum(abs(x) <= ci95 for x in noise) / n
-    assert abs(covered - 0.95) <= deviation_bound(n)
 
 
 def test_partition_selection_noise_and_threshold() -> None:

@@ -25,7 +25,15 @@ from query_support import DatasetMaker, Registrar
 from sandbox.catalog import Catalog, DatasetRecord
 from sandbox.query import Engine, QueryPlan, mechanisms
 from sandbox.query.execute import lockdown_config
-from sandbox.query.plan import Bounds, Grouping, PlannedQuantity, Quantity, sensitivity
+from sandbox.query.plan import (
+    Bounds,
+    Grouping,
+    PlannedQuantity,
+    Quantity,
+    sensitivity,
+    shifted_sensitivity,
+    squares_shift,
+)
 from sandbox.settings import Settings
 
 enable_features("contrib")
@@ -314,13 +322,19 @@ def test_plan_accounting(accounting_engine: Engine, case: Expect) -> None:
     assert plan.grouping is case.grouping
     if case.groups is not None:
         assert len(plan.public_groups) == case.groups
-    assert {planned_key(p): int(p.calibration.sensitivity) for p in plan.quantities} == case.quantities
+    # sums of squares are released in units of 2**shift: their sensitivity is the shifted one
+    expected = {
+        key: shifted_sensitivity(value, squares_shift(value)) if key[0] == "centered_sumsq" else value
+        for key, value in case.quantities.items()
+    }
+    assert {planned_key(p): int(p.calibration.sensitivity) for p in plan.quantities} == expected
 
     n = len(plan.quantities)
     share = EPSILON / n
     total = 0.0
     for p in plan.quantities:
         runs = touched(plan, k) if p.quantity is Quantity.QUANTILE else 1
+        assert p.calibration.epsilon is not None
         loss = p.calibration.epsilon * runs
         assert share * (1 - REL) <= loss <= share, p.key
         total += loss
@@ -351,7 +365,6 @@ def test_losses_come_from_opendp_maps(accounting_engine: Engine, case: Expect) -
             assert calibration.measurement.map(calibration.sensitivity) == calibration.epsilon
         assert calibration.mechanism == {
             Quantity.QUANTILE: "noisy_max",
-            Quantity.CENTERED_SUMSQ: "laplace",
         }.get(p.quantity, "laplace_threshold" if calibration is plan.selection else "discrete_laplace")
 
 
@@ -387,7 +400,7 @@ def test_min_group_size_adds_a_row_count(accounting_engine: Engine) -> None:
         "pums", "SELECT sex, SUM(age) FROM people GROUP BY sex", EPSILON, min_group_size=10
     )
     assert {planned_key(p) for p in plan.quantities} == {("sum", "age", None), ("rows", None, None)}
-    assert all(p.calibration.epsilon <= EPSILON / 2 for p in plan.quantities)
+    assert all((p.calibration.epsilon or 0.0) <= EPSILON / 2 for p in plan.quantities)
 
 
 @pytest.mark.parametrize("alpha", [0.5, 0.25, 0.75])
@@ -513,6 +526,7 @@ def test_no_unit_exceeds_the_sensitivity(
     assert groups <= by_quantity[Quantity.UNITS]
     assert abs_sum <= by_quantity[Quantity.SUM]
     assert centered <= by_quantity[Quantity.CENTERED_SUM]
-    # the centred squares are released in units of 4 * value^2 (2x - (L + U), squared)
-    assert squares <= by_quantity[Quantity.CENTERED_SUMSQ]
+    # the centred squares are released in units of 2**shift; the shifted sensitivity covers them
+    squares_plan = next(p for p in plan.quantities if p.quantity is Quantity.CENTERED_SUMSQ)
+    assert squares <= int(squares_plan.calibration.sensitivity) << squares_plan.shift
     assert not math.isnan(float(squares))

@@ -26,7 +26,7 @@ def test_notebook_is_stored_without_outputs(name: str) -> None:
 
 
 def _read(name: str) -> Any:
-    return nbformat.read(NOTEBOOKS / name, as_version=4)  # type: ignore[no-untyped-call]
+    return nbformat.read(NOTEBOOKS / name, as_version=4)
 
 
 def _run(name: str, gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Any:
