@@ -109,12 +109,16 @@ def _groups(plan: QueryPlan, exact: Exact) -> tuple[list[str], list[GroupKey], d
     assert plan.selection is not None
     counts = {text: values.get("n", 0) for text, (_, values) in exact.groups.items()}
     released = mechanisms.release_thresholded(plan.selection, counts)
-    selected = sorted(released, key=lambda t: _sort_key(exact.groups[t][0]))
+    try:
+        selected = sorted(released, key=lambda t: _sort_key(exact.groups[t][0]))
+    except TypeError:  # keys of mixed types in one column: order them as text
+        selected = sorted(released, key=lambda t: key_text(exact.groups[t][0]))
     return selected, [exact.groups[t][0] for t in selected], released
 
 
-def _sort_key(key: GroupKey) -> tuple[tuple[bool, str], ...]:
-    return tuple((v is None, str(v)) for v in key)
+def _sort_key(key: GroupKey) -> tuple[tuple[bool, Any], ...]:
+    """Natural order of group keys, NULL last."""
+    return tuple((v is None, 0 if v is None else v) for v in key)
 
 
 # -- exact values and post-processing -------------------------------------------------------------
