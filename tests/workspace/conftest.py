@@ -2,22 +2,28 @@
 
 The world is ``sandbox.demo.world.build_world`` (the one ``make demo`` builds) with 2,000 synthetic
 residents and the shared dataset ``adult``, plus ``tina`` of organisation ``tinyco`` whose policy
-on ``residents`` holds epsilon 0.3 only (to exhaust a budget).
+on ``residents`` holds epsilon 0.3 only (to exhaust a budget). ``hub`` runs a real JupyterHub on a
+copy of it (tests marked ``hub``).
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
-from workspace_support import SHARED_METADATA, Gateway, running_gateway
+from workspace_support import PASSWORD, SHARED_METADATA, SYSTEM, Gateway, Hub, running_gateway
 
 from sandbox.catalog.registry import Catalog
 from sandbox.control import ControlPlane
-from sandbox.demo.world import DEMO_USERS, build_world
+from sandbox.demo import isolation
+from sandbox.demo.hub import HubPorts, HubProcess
+from sandbox.demo.world import DEMO_USERS, DemoUser, build_world, write_directory
 from sandbox.principals import Role
 from sandbox.settings import Settings
 
@@ -74,3 +80,58 @@ def gateway(world_template: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 def notebook_gateway(world_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A separate gateway for the notebooks (they approve requests and spend budget)."""
     yield from _serve_copy(world_template, tmp_path_factory.mktemp("notebook-gateway") / "home")
+
+
+@pytest.fixture(scope="module")
+def hub(world_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """A real JupyterHub (one per test module) with the gateway as its service, on a copy of the world."""
+    suffix = secrets.token_hex(3)
+    analyst, outsider = f"ana{suffix}", f"out{suffix}"
+    gateway_user = f"sbxgw{suffix}" if SYSTEM else None
+    # the gateway home may not sit under pytest's root-only basetemp: its own user must reach it
+    private = Path(tempfile.mkdtemp(prefix="sbx-hub-home-"))
+    python_dir = Path(tempfile.mkdtemp(prefix="sbx-hub-python-"))
+    home = private / "home"
+    shutil.copytree(world_template, home)
+    with ControlPlane(Settings(home=home)) as control:
+        control.add_user(analyst, [Role.ANALYST], "acme", actor="test")
+    base = tmp_path_factory.mktemp("hub")
+    directory = base / "directory.json"
+    write_directory(directory, (*DEMO_USERS, DemoUser(analyst, Role.ANALYST, "acme", "test")), [outsider])
+    environment = {
+        "SANDBOX_LOCAL_STATE": str(base / "state"),
+        "SANDBOX_HOME": str(home),
+        "SANDBOX_LOCAL_DIRECTORY": str(directory),
+        "SANDBOX_LOCAL_HOMES": str(base / "users"),
+        "SANDBOX_LOCAL_USER_PASSWORD": PASSWORD,
+        "SANDBOX_LOCAL_PROVISIONER_TOKEN": secrets.token_hex(32),
+        "SANDBOX_LOCAL_SPAWNER": "system" if SYSTEM else "simple",
+        "SANDBOX_LOCAL_LOG_LEVEL": "WARN",
+    }
+    if gateway_user is not None:
+        isolation.ensure_unix_user(gateway_user, service=True)
+        isolation.ensure_unix_user(analyst)
+        isolation.ensure_unix_user(outsider)
+        isolation.make_private(private, gateway_user)
+        python_dir.chmod(0o755)
+        environment["SANDBOX_LOCAL_GATEWAY_USER"] = gateway_user
+        environment["SANDBOX_LOCAL_PYTHON"] = str(isolation.shared_interpreter(python_dir))
+    process = HubProcess(HubPorts.free(), environment, base / "hub.log")
+    admin = httpx.Client(
+        base_url=f"{process.public_url}/hub/api",
+        headers={"Authorization": f"token {environment['SANDBOX_LOCAL_PROVISIONER_TOKEN']}"},
+        timeout=60,
+    )
+    try:
+        process.start()
+        process.wait_ready(180)
+        yield Hub(process, home, admin, analyst, outsider, gateway_user)
+    finally:
+        admin.close()
+        process.stop()
+        if gateway_user is not None:
+            isolation.remove_unix_user(analyst)
+            isolation.remove_unix_user(outsider)
+            isolation.remove_unix_user(gateway_user)
+        shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(python_dir, ignore_errors=True)

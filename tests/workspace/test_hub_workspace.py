@@ -9,113 +9,20 @@ user, and the analyst's kernel cannot read the gateway's files.
 from __future__ import annotations
 
 import json
-import os
 import pwd
-import secrets
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from workspace_support import NOTEBOOKS, last_json_line, run_in_user_kernel
+from workspace_support import NOTEBOOKS, PASSWORD, Hub, last_json_line, run_in_user_kernel
 
 from sandbox.client import Client
 from sandbox.client import errors as e
-from sandbox.control import ControlPlane
-from sandbox.demo import isolation
-from sandbox.demo.hub import HubPorts, HubProcess
-from sandbox.demo.world import DEMO_USERS, DemoUser, write_directory
-from sandbox.principals import Role
-from sandbox.settings import Settings
 
 pytestmark = [pytest.mark.hub, pytest.mark.slow]
 
-PASSWORD = "workspace-test-password"
-SYSTEM = isolation.is_root() and os.environ.get("SANDBOX_TEST_HUB_SPAWNER", "system") == "system"
-GATEWAY_SCOPE = "access:services!service=sandbox-gateway"
 QUICKSTART = "01_analyst_quickstart.ipynb"
-
-
-@dataclass
-class Hub:
-    """The running hub, its gateway home and the test's users."""
-
-    process: HubProcess
-    home: Path
-    admin: httpx.Client
-    analyst: str
-    outsider: str
-    gateway_user: str | None
-
-    def token(self, user: str, scopes: list[str] | None = None) -> str:
-        """A fresh hub API token of ``user`` (minted by the provisioner service)."""
-        body: dict[str, object] = {"expires_in": 900, "note": "workspace test"}
-        if scopes is not None:
-            body["scopes"] = scopes
-        response = self.admin.post(f"/users/{user}/tokens", json=body)
-        response.raise_for_status()
-        token: str = response.json()["token"]
-        return token
-
-    def client(self, user: str) -> Client:
-        """A client calling the gateway through the proxy with ``user``'s hub token."""
-        return Client(self.process.gateway_url, self.token(user, [GATEWAY_SCOPE]))
-
-
-@pytest.fixture(scope="module")
-def hub(world_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    suffix = secrets.token_hex(3)
-    analyst, outsider = f"ana{suffix}", f"out{suffix}"
-    gateway_user = f"sbxgw{suffix}" if SYSTEM else None
-    # the gateway home may not sit under pytest's root-only basetemp: its own user must reach it
-    private = Path(tempfile.mkdtemp(prefix="sbx-hub-home-"))
-    python_dir = Path(tempfile.mkdtemp(prefix="sbx-hub-python-"))
-    home = private / "home"
-    shutil.copytree(world_template, home)
-    with ControlPlane(Settings(home=home)) as control:
-        control.add_user(analyst, [Role.ANALYST], "acme", actor="test")
-    base = tmp_path_factory.mktemp("hub")
-    directory = base / "directory.json"
-    write_directory(directory, (*DEMO_USERS, DemoUser(analyst, Role.ANALYST, "acme", "test")), [outsider])
-    environment = {
-        "SANDBOX_LOCAL_STATE": str(base / "state"),
-        "SANDBOX_HOME": str(home),
-        "SANDBOX_LOCAL_DIRECTORY": str(directory),
-        "SANDBOX_LOCAL_HOMES": str(base / "users"),
-        "SANDBOX_LOCAL_USER_PASSWORD": PASSWORD,
-        "SANDBOX_LOCAL_PROVISIONER_TOKEN": secrets.token_hex(32),
-        "SANDBOX_LOCAL_SPAWNER": "system" if SYSTEM else "simple",
-        "SANDBOX_LOCAL_LOG_LEVEL": "WARN",
-    }
-    if gateway_user is not None:
-        isolation.ensure_unix_user(gateway_user, service=True)
-        isolation.ensure_unix_user(analyst)
-        isolation.make_private(private, gateway_user)
-        python_dir.chmod(0o755)
-        environment["SANDBOX_LOCAL_GATEWAY_USER"] = gateway_user
-        environment["SANDBOX_LOCAL_PYTHON"] = str(isolation.shared_interpreter(python_dir))
-    process = HubProcess(HubPorts.free(), environment, base / "hub.log")
-    admin = httpx.Client(
-        base_url=f"{process.public_url}/hub/api",
-        headers={"Authorization": f"token {environment['SANDBOX_LOCAL_PROVISIONER_TOKEN']}"},
-        timeout=60,
-    )
-    try:
-        process.start()
-        process.wait_ready(180)
-        yield Hub(process, home, admin, analyst, outsider, gateway_user)
-    finally:
-        admin.close()
-        process.stop()
-        if gateway_user is not None:
-            isolation.remove_unix_user(analyst)
-            isolation.remove_unix_user(gateway_user)
-        shutil.rmtree(private, ignore_errors=True)
-        shutil.rmtree(python_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

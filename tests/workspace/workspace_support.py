@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -17,12 +18,17 @@ import uvicorn
 import websocket
 
 from sandbox.api.app import create_app
-from sandbox.demo.hub import free_port
+from sandbox.client import Client
+from sandbox.demo import isolation
+from sandbox.demo.hub import HubProcess, free_port
 from sandbox.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 SHARED_METADATA = REPO / "deploy" / "datasets" / "shared"
+PASSWORD = "workspace-test-password"
+SYSTEM = isolation.is_root() and os.environ.get("SANDBOX_TEST_HUB_SPAWNER", "system") == "system"
+GATEWAY_SCOPE = "access:services!service=sandbox-gateway"
 
 
 @dataclass
@@ -32,6 +38,32 @@ class Gateway:
     url: str
     home: Path
     tokens: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Hub:
+    """The running hub, its gateway home and the test's users."""
+
+    process: HubProcess
+    home: Path
+    admin: httpx.Client
+    analyst: str
+    outsider: str
+    gateway_user: str | None
+
+    def token(self, user: str, scopes: list[str] | None = None) -> str:
+        """A fresh hub API token of ``user`` (minted by the provisioner service)."""
+        body: dict[str, object] = {"expires_in": 900, "note": "workspace test"}
+        if scopes is not None:
+            body["scopes"] = scopes
+        response = self.admin.post(f"/users/{user}/tokens", json=body)
+        response.raise_for_status()
+        token: str = response.json()["token"]
+        return token
+
+    def client(self, user: str) -> Client:
+        """A client calling the gateway through the proxy with ``user``'s hub token."""
+        return Client(self.process.gateway_url, self.token(user, [GATEWAY_SCOPE]))
 
 
 @contextmanager
