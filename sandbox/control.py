@@ -232,9 +232,9 @@ class ControlPlane:
 
     def principal_for_token(self, token: str) -> Principal:
         """The principal a token belongs to; ``Unauthenticated`` if unknown, revoked or expired."""
-        with self._store.read() as session:
+        with self._store.connect() as connection:
             try:
-                return tokens.principal_for(session, token, now=self._now())
+                return tokens.principal_for(connection, token, now=self._now())
             except NotFound as error:
                 raise Unauthenticated("the token's user no longer exists") from error
 

@@ -2,6 +2,8 @@
 
 ``PrincipalDep`` authenticates the bearer token (``Authorization: Bearer <t>``; the hub's
 ``Authorization: token <t>`` is accepted too) and applies the per-principal rate limit.
+Hot endpoints take ``TokenDep`` (the token only, no IO) and call ``authenticate`` inside their own
+thread-pool call, so one request makes one thread-pool hop instead of one per sync dependency.
 """
 
 from __future__ import annotations
@@ -44,15 +46,40 @@ def _token(request: Request) -> str:
     return token
 
 
-def get_principal(
+async def get_token(
     request: Request,
-    services: ServicesDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> Principal:
-    """The caller, authenticated and within its request rate."""
-    principal = services.authenticator.authenticate(_token(request))
+) -> str:
+    """The bearer token of the request (not yet checked); 401 when there is none."""
+    return _token(request)
+
+
+TokenDep = Annotated[str, Depends(get_token)]
+
+
+def authenticate(services: Services, token: str, *roles: Role) -> Principal:
+    """The token's principal, within its request rate and holding any of ``roles`` (if given).
+
+    Blocking (it reads the state store): call it from a thread-pool function.
+    """
+    principal = services.authenticator.authenticate(token)
     services.rate_limiter.check(principal.name)
+    if roles:
+        ensure_role(principal, roles)
     return principal
+
+
+def ensure_role(principal: Principal, roles: tuple[Role, ...]) -> None:
+    """``Forbidden`` unless the principal holds any of ``roles``."""
+    if not any(principal.has(role) for role in roles):
+        wanted = ", ".join(r.value for r in roles)
+        held = ", ".join(sorted(r.value for r in principal.roles)) or "none"
+        raise Forbidden(f"this endpoint needs the role {wanted}; you have: {held}", code="auth.role_required")
+
+
+def get_principal(services: ServicesDep, token: TokenDep) -> Principal:
+    """The caller, authenticated and within its request rate."""
+    return authenticate(services, token)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -60,14 +87,9 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency admitting principals that hold any of ``roles``."""
-    wanted = ", ".join(r.value for r in roles)
 
     async def check(principal: PrincipalDep) -> Principal:
-        if not any(principal.has(role) for role in roles):
-            held = ", ".join(sorted(r.value for r in principal.roles)) or "none"
-            raise Forbidden(
-                f"this endpoint needs the role {wanted}; you have: {held}", code="auth.role_required"
-            )
+        ensure_role(principal, roles)
         return principal
 
     return check

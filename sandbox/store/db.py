@@ -127,6 +127,12 @@ class Store:
             yield session
 
     @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A Core connection for the hot paths' reads (one transaction, rolled back on exit)."""
+        with self.engine.connect() as connection:
+            yield connection
+
+    @contextmanager
     def snapshot(self) -> Iterator[Session]:
         """A read-only session on one consistent snapshot (``REPEATABLE READ`` on PostgreSQL)."""
         with self._read() as session:

@@ -1,7 +1,9 @@
 """Queries: answer (spends budget), estimate (spends nothing), history.
 
-The endpoints are plain functions: FastAPI runs them in its thread pool, so DuckDB, OpenDP and
-the state store never block the event loop.
+The endpoints run in FastAPI's thread pool, so DuckDB, OpenDP and the state store never block the
+event loop. Running and estimating queries (the hot paths) are coroutines making exactly one
+thread-pool call that authenticates and does the work; their responses are then validated once,
+on the event loop.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ import time
 from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
 
-from sandbox.api.deps import AnalystDep, PrincipalDep, ServicesDep
+from sandbox.api.deps import PrincipalDep, ServicesDep, TokenDep, authenticate
 from sandbox.api.schemas import QueryAnswer, QueryEstimate, QueryOut, QueryRequest, error_responses
 from sandbox.api.services import Services
 from sandbox.control import QueryView
 from sandbox.errors import PayloadTooLarge, SandboxError
-from sandbox.principals import Principal
+from sandbox.principals import Principal, Role
 
 router = APIRouter(prefix="/api/v1/queries", tags=["queries"])
 
@@ -24,11 +27,22 @@ QUERY_ERRORS = error_responses(400, 401, 403, 404, 413, 422, 429, 503)
 
 
 @router.post("", response_model=QueryAnswer, responses=QUERY_ERRORS)
-def run_query(body: QueryRequest, principal: AnalystDep, services: ServicesDep) -> dict[str, Any]:
+async def run_query(body: QueryRequest, token: TokenDep, services: ServicesDep) -> dict[str, Any]:
     """Run a DP query: a noisy answer, its cost, accuracy and the budget left.
 
     An identical earlier release is replayed from the cache at no cost (``cached: true``).
     """
+    return await run_in_threadpool(_run_query, services, token, body)
+
+
+@router.post("/estimate", response_model=QueryEstimate, responses=QUERY_ERRORS)
+async def estimate_query(body: QueryRequest, token: TokenDep, services: ServicesDep) -> dict[str, Any]:
+    """Cost, expected accuracy and the budget after the query; reads no data, spends nothing."""
+    return await run_in_threadpool(_estimate_query, services, token, body)
+
+
+def _run_query(services: Services, token: str, body: QueryRequest) -> dict[str, Any]:
+    principal = authenticate(services, token, Role.ANALYST)
     started = time.perf_counter()
     try:
         _admit(services, principal, body, record=True)
@@ -40,9 +54,8 @@ def run_query(body: QueryRequest, principal: AnalystDep, services: ServicesDep) 
     return answer
 
 
-@router.post("/estimate", response_model=QueryEstimate, responses=QUERY_ERRORS)
-def estimate_query(body: QueryRequest, principal: AnalystDep, services: ServicesDep) -> dict[str, Any]:
-    """Cost, expected accuracy and the budget after the query; reads no data, spends nothing."""
+def _estimate_query(services: Services, token: str, body: QueryRequest) -> dict[str, Any]:
+    principal = authenticate(services, token, Role.ANALYST)
     started = time.perf_counter()
     try:
         _admit(services, principal, body, record=False)
