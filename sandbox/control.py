@@ -72,7 +72,7 @@ from sandbox.principals import Principal, Role
 from sandbox.query.summary import AggregateKind, QuerySummary
 from sandbox.settings import Settings
 from sandbox.store import migrate
-from sandbox.store.db import Store
+from sandbox.store.db import Runner, Store
 from sandbox.store.models import AccessRequest, AuditEvent, AuditHead, Dataset, Policy, Query
 
 __all__ = [
@@ -129,7 +129,7 @@ class _Attempt:
     summary: QuerySummary
     sql: str
     now: datetime
-    policy: Policy | None = None
+    policy: Policy | Row[Any] | None = None
     dataset_row: Dataset | None = None
 
     def budget_state(self) -> BudgetState:
@@ -138,7 +138,7 @@ class _Attempt:
             return BudgetState(0, 0, 0, 0)
         return budget_state(self.policy, self.dataset_row)
 
-    def record(self, session: Session, type: EventType, **payload: Any) -> None:
+    def record(self, session: Runner, type: EventType, **payload: Any) -> None:
         """Append the attempt's audit event."""
         chain.append(
             session,
@@ -509,10 +509,10 @@ class ControlPlane:
         now = self._now()
         view: PolicyView | None = None
         if principal.organisation:
-            with self._store.read() as session:
-                row = workflow.current_policy(session, principal.organisation, dataset.name)
-                due = row is not None and workflow.is_past_due(row, now)
-                view = workflow.policy_view(row) if row is not None else None
+            with self._store.connect() as connection:
+                found = workflow.current_policy_row(connection, principal.organisation, dataset.name)
+            due = found is not None and workflow.is_past_due(found, now)
+            view = workflow.policy_view(found) if found is not None else None
             if due:
                 with self._store.write_transaction() as session:
                     row = workflow.current_policy(session, principal.organisation, dataset.name, lock=True)
@@ -548,11 +548,10 @@ class ControlPlane:
         with self._store.write_transaction() as session:
             attempt = _Attempt(principal, dataset, summary, sql, now)
             if principal.organisation:
-                attempt.policy = workflow.current_policy(
-                    session, principal.organisation, dataset.name, lock=True
-                )
-            if attempt.policy is not None:
-                workflow.notice_expiry(session, attempt.policy, now)
+                policy = workflow.current_policy(session, principal.organisation, dataset.name, lock=True)
+                if policy is not None:
+                    workflow.notice_expiry(session, policy, now)
+                attempt.policy = policy
             outcome = self._try_replay(session, attempt) or self._try_reserve(session, attempt)
         if isinstance(outcome, PolicyDenied):
             raise outcome
@@ -562,17 +561,17 @@ class ControlPlane:
         """The replay fast path: decide on a snapshot, re-check the policy's status when recording."""
         if not attempt.principal.organisation:
             return None
-        with self._store.read() as session:
-            attempt.policy = workflow.current_policy(
-                session, attempt.principal.organisation, attempt.dataset.name
+        with self._store.connect() as connection:
+            attempt.policy = workflow.current_policy_row(
+                connection, attempt.principal.organisation, attempt.dataset.name
             )
-            found = self._replay_candidate(session, attempt)
+            found = self._replay_candidate(connection, attempt)
         if found is None or attempt.policy is None:
             return None
-        with self._store.write_transaction() as session:
-            if workflow.policy_status(session, attempt.policy.id) != PolicyStatus.ACTIVE.value:
+        with self._store.write_connection() as connection:
+            if workflow.policy_status(connection, attempt.policy.id) != PolicyStatus.ACTIVE.value:
                 return None  # revoked meanwhile: the full path decides and records why
-            return self._record_replay(session, attempt, *found)
+            return self._record_replay(connection, attempt, *found)
 
     def _try_replay(self, session: Session, attempt: _Attempt) -> CachedAnswer | None:
         """Replay inside the full path's write transaction, if allowed."""
@@ -580,7 +579,7 @@ class ControlPlane:
         return None if found is None else self._record_replay(session, attempt, *found)
 
     def _replay_candidate(
-        self, session: Session, attempt: _Attempt
+        self, session: Runner, attempt: _Attempt
     ) -> tuple[Row[Any], PolicyView, BudgetState] | None:
         """The stored release of an identical query, with the policy allowing its replay, if any."""
         policy, organisation, summary = attempt.policy, attempt.principal.organisation, attempt.summary
@@ -596,7 +595,7 @@ class ControlPlane:
         return (entry, view, state) if decision.allowed else None
 
     def _record_replay(
-        self, session: Session, attempt: _Attempt, entry: Row[Any], view: PolicyView, state: BudgetState
+        self, session: Runner, attempt: _Attempt, entry: Row[Any], view: PolicyView, state: BudgetState
     ) -> CachedAnswer:
         """Record a replayed release (no charge) and return the stored answer."""
         query_id = self._new_query(
@@ -683,7 +682,7 @@ class ControlPlane:
         error.details["query_id"] = query_id
         return error
 
-    def _new_query(self, session: Session, attempt: _Attempt, status: QueryStatus, **fields: Any) -> str:
+    def _new_query(self, session: Runner, attempt: _Attempt, status: QueryStatus, **fields: Any) -> str:
         """Insert the attempt's query record (one statement, no ORM flush); its id."""
         query_id = workflow.new_id("q")
         values: dict[str, Any] = {
@@ -705,7 +704,7 @@ class ControlPlane:
         insert_query(session, {**values, **fields})
         return query_id
 
-    def _reserved_query(self, session: Session, query_id: str) -> Row[Any]:
+    def _reserved_query(self, session: Runner, query_id: str) -> Row[Any]:
         query = query_record(session, query_id)
         if query is None:
             raise NotFound(f"no query {query_id!r}", code="query.not_found")
@@ -721,7 +720,7 @@ class ControlPlane:
             raise InternalError("the released answer is not JSON-serialisable") from error
         now = self._now()
         shape = result_shape(answer)
-        with self._store.write_transaction() as session:
+        with self._store.write_connection() as session:
             query = self._reserved_query(session, ticket.query_id)
             settle(session, query.policy_id, query.dataset, query.epsilon, query.delta)
             finish_query(
@@ -746,10 +745,10 @@ class ControlPlane:
 
     def fail_query(self, ticket: QueryTicket, error: SandboxError) -> None:
         """Execution failed after data was read: the charge is kept (``query.failed``)."""
-        with self._store.write_transaction() as session:
-            self._fail(session, ticket.query_id, error.code, self._now())
+        with self._store.write_connection() as connection:
+            self._fail(connection, ticket.query_id, error.code, self._now())
 
-    def _fail(self, session: Session, query_id: str, code: str, now: datetime) -> None:
+    def _fail(self, session: Runner, query_id: str, code: str, now: datetime) -> None:
         query = self._reserved_query(session, query_id)
         settle(session, query.policy_id, query.dataset, query.epsilon, query.delta)
         finish_query(session, query.id, status=QueryStatus.FAILED.value, error_code=code, finished_at=now)

@@ -16,11 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import BigInteger, BindParameter, Row, Table, Update, bindparam, insert, select, update
-from sqlalchemy.orm import Session
 
 from sandbox.audit.chain import canonical_json
 from sandbox.errors import InternalError
 from sandbox.policies.models import BudgetState, PolicyView
+from sandbox.store.db import Runner
 from sandbox.store.models import Base, Dataset, Policy, Query, ReplayEntry
 
 _POLICIES = Base.metadata.tables[Policy.__tablename__]
@@ -168,7 +168,7 @@ class QueryView(BaseModel):
     finished_at: datetime | None
 
 
-def budget_state(policy: Policy, dataset: Dataset | None) -> BudgetState:
+def budget_state(policy: Policy | Row[Any], dataset: Dataset | None) -> BudgetState:
     """The amounts the policy engine checks a query against (reservations count as used).
 
     Without the dataset row the dataset-wide cap is left out (enough for replays, which cost nothing).
@@ -207,7 +207,7 @@ _RESERVE = (_shift(_POLICIES, "id", settle=False), _shift(_DATASETS, "name", set
 _SETTLE = (_shift(_POLICIES, "id", settle=True), _shift(_DATASETS, "name", settle=True))
 
 
-def reserve(session: Session, policy: Policy, dataset: Dataset, epsilon: int, delta: int) -> None:
+def reserve(session: Runner, policy: Policy | Row[Any], dataset: Dataset, epsilon: int, delta: int) -> None:
     """Reserve ``epsilon``/``delta`` units on the policy and the dataset (after an allowing decision).
 
     Inside the write transaction that read ``policy``; the database's CHECK constraints refuse any
@@ -221,13 +221,13 @@ def reserve(session: Session, policy: Policy, dataset: Dataset, epsilon: int, de
     _move(session, _RESERVE, policy_id=policy.id, dataset=dataset.name, epsilon=epsilon, delta=delta)
 
 
-def settle(session: Session, policy_id: str, dataset: str, epsilon: int, delta: int) -> None:
+def settle(session: Runner, policy_id: str, dataset: str, epsilon: int, delta: int) -> None:
     """Turn a reservation into a charge (released answer, or failed execution: data was read)."""
     _move(session, _SETTLE, policy_id=policy_id, dataset=dataset, epsilon=epsilon, delta=delta)
 
 
 def _move(
-    session: Session,
+    session: Runner,
     statements: tuple[Update, Update],
     *,
     policy_id: str,
@@ -246,17 +246,17 @@ _READ_QUERY = select(_QUERIES).where(_QUERIES.c.id == bindparam("b_id"))
 _UPDATE_QUERY = update(_QUERIES).where(_QUERIES.c.id == bindparam("b_id"))
 
 
-def insert_query(session: Session, values: dict[str, Any]) -> None:
+def insert_query(session: Runner, values: dict[str, Any]) -> None:
     """Insert a query record (one pre-built statement: no ORM flush on the hot path)."""
     session.execute(_INSERT_QUERY, values)
 
 
-def query_record(session: Session, query_id: str) -> Row[Any] | None:
+def query_record(session: Runner, query_id: str) -> Row[Any] | None:
     """The stored record of a query (a row of ``queries``), if any."""
     return session.execute(_READ_QUERY, {"b_id": query_id}).one_or_none()
 
 
-def finish_query(session: Session, query_id: str, **values: Any) -> None:
+def finish_query(session: Runner, query_id: str, **values: Any) -> None:
     """Set the final fields of a query record (status, finished_at, ...)."""
     session.execute(_UPDATE_QUERY, {"b_id": query_id, **values})
 
@@ -316,7 +316,7 @@ _INSERT_REPLAY = insert(_REPLAY)
 
 
 def find_replay(
-    session: Session, organisation: str, dataset: str, version: str, fingerprint: str
+    session: Runner, organisation: str, dataset: str, version: str, fingerprint: str
 ) -> Row[Any] | None:
     """The stored release (a row of ``replay_cache``) of an identical query by the organisation."""
     key = {
@@ -328,7 +328,7 @@ def find_replay(
     return session.execute(_READ_REPLAY, key).one_or_none()
 
 
-def store_replay(session: Session, query: Row[Any], answer: dict[str, Any], now: datetime) -> None:
+def store_replay(session: Runner, query: Row[Any], answer: dict[str, Any], now: datetime) -> None:
     """Keep a released answer for replay (the first release of a fingerprint wins)."""
     if query.organisation is None or query.dataset_version is None or query.fingerprint is None:
         raise InternalError("only a planned query of an organisation can be replayed")

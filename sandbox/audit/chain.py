@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.orm import Session
 
 from sandbox.audit.models import AuditEventView, EventType
+from sandbox.store.db import Runner
 from sandbox.store.models import AuditEvent, AuditHead, Base
 
 GENESIS_HASH = "0" * 64
@@ -75,7 +75,7 @@ def view_of(row: AuditEvent) -> AuditEventView:
 
 
 def append(
-    session: Session,
+    session: Runner,
     type: EventType,
     *,
     actor: str,

@@ -10,8 +10,9 @@ import math
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from sandbox.audit import chain
@@ -31,7 +32,8 @@ from sandbox.policies.models import AccessRequestView, PolicyStatus, PolicyView,
 from sandbox.principals import Principal, Role
 from sandbox.query.summary import AggregateKind
 from sandbox.settings import Settings
-from sandbox.store.models import AccessRequest, Policy
+from sandbox.store.db import Runner
+from sandbox.store.models import AccessRequest, Base, Policy
 
 SYSTEM_ACTOR = "system"
 MAX_PURPOSE_LENGTH = 4000
@@ -71,7 +73,7 @@ def request_view(row: AccessRequest, policy_id: str | None = None) -> AccessRequ
     )
 
 
-def policy_view(row: Policy) -> PolicyView:
+def policy_view(row: Policy | Row[Any]) -> PolicyView:
     """The view of a stored policy."""
     return PolicyView(
         id=row.id,
@@ -461,12 +463,33 @@ def current_policy(session: Session, organisation: str, dataset: str, *, lock: b
     return session.scalar(statement.with_for_update() if lock else statement)
 
 
-def policy_status(session: Session, policy_id: str) -> str | None:
+_POLICIES = Base.metadata.tables[Policy.__tablename__]
+# pre-built Core statements of the query hot paths
+_CURRENT_POLICY = (
+    select(_POLICIES)
+    .where(
+        _POLICIES.c.organisation == bindparam("b_organisation"), _POLICIES.c.dataset == bindparam("b_dataset")
+    )
+    .order_by((_POLICIES.c.status == PolicyStatus.ACTIVE.value).desc(), _POLICIES.c.approved_at.desc())
+    .limit(1)
+)
+_POLICY_STATUS = select(_POLICIES.c.status).where(_POLICIES.c.id == bindparam("b_id"))
+
+
+def current_policy_row(runner: Runner, organisation: str, dataset: str) -> Row[Any] | None:
+    """``current_policy`` as a plain row (one pre-built Core statement, nothing locked)."""
+    return runner.execute(
+        _CURRENT_POLICY, {"b_organisation": organisation, "b_dataset": dataset}
+    ).one_or_none()
+
+
+def policy_status(runner: Runner, policy_id: str) -> str | None:
     """The current status of a policy (one indexed read), ``None`` if there is no such policy."""
-    return session.scalar(select(Policy.status).where(Policy.id == policy_id))
+    status: str | None = runner.execute(_POLICY_STATUS, {"b_id": policy_id}).scalar_one_or_none()
+    return status
 
 
-def is_past_due(policy: Policy, now: datetime) -> bool:
+def is_past_due(policy: Policy | Row[Any], now: datetime) -> bool:
     """Whether an active policy has reached its ``valid_until``."""
     return policy.status == PolicyStatus.ACTIVE.value and now >= policy.valid_until
 

@@ -26,6 +26,9 @@ from sandbox.store.models import AuditHead
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 IMMEDIATE_OPTION = "sandbox_begin_immediate"
 
+Runner = Session | Connection
+"""What the hot-path statements run on: an ORM session or a plain Core connection."""
+
 
 def normalise_url(url: str) -> str:
     """Use psycopg 3 for plain ``postgresql://`` URLs."""
@@ -110,9 +113,8 @@ class Store:
         self.engine = make_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._read = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(
-            self.engine.execution_options(**{IMMEDIATE_OPTION: True}), expire_on_commit=False
-        )
+        self._immediate = self.engine.execution_options(**{IMMEDIATE_OPTION: True})
+        self._write = sessionmaker(self._immediate, expire_on_commit=False)
         database = self.engine.url.database
         self._writer_queue: AbstractContextManager[Any] = (
             WriterQueue(Path(f"{database}-writer.lock"))
@@ -147,6 +149,14 @@ class Store:
             if not self.is_sqlite:
                 session.execute(select(AuditHead.id).where(AuditHead.id == 1).with_for_update())
             yield session
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """``write_transaction`` on a plain Core connection (no ORM session): the hot paths' writes."""
+        with self._writer_queue, self._immediate.connect() as connection, connection.begin():
+            if not self.is_sqlite:
+                connection.execute(select(AuditHead.id).where(AuditHead.id == 1).with_for_update())
+            yield connection
 
     def dispose(self) -> None:
         """Close every pooled connection (and the writer lock file)."""
