@@ -97,7 +97,8 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
-        http="sandbox.api.transport:NoDelayH11Protocol",
+        http="sandbox.api.transport:NoDelayHttpToolsProtocol",
+        loop="uvloop",
     )
 
 
