@@ -44,6 +44,7 @@ from sandbox.ledger import (
     QueryStatus,
     QueryTicket,
     QueryView,
+    StoredRelease,
     budget_state,
     budget_view,
     delta_float,
@@ -525,7 +526,13 @@ class ControlPlane:
         return view
 
     def begin_query(
-        self, principal: Principal, dataset: DatasetRecord, summary: QuerySummary, *, sql: str
+        self,
+        principal: Principal,
+        dataset: DatasetRecord,
+        summary: QuerySummary,
+        *,
+        sql: str,
+        policy: PolicyView | None = None,
     ) -> QueryTicket | CachedAnswer:
         """Replay, or decide and reserve, atomically.
 
@@ -534,44 +541,78 @@ class ControlPlane:
         (``query.reserved``). A denial records ``query.rejected`` and raises ``PolicyDenied`` /
         ``BudgetExhausted`` with the rule id (and ``details['query_id']``).
 
-        A replay is looked up and decided in a read transaction; its write transaction only checks
-        that the policy is still active and records the event, so replays hold the write lock briefly.
+        A replay is looked up and decided outside the write lock (``policy``, the caller's freshly
+        read active policy, saves reading it again); its write transaction re-reads the policy, goes
+        on only if it is still active, and records the event, so replays hold the write lock briefly.
         Everything else happens in one write transaction: decide, then reserve or record the denial.
         """
         if summary.dataset != dataset.name:
             raise InternalError("the query summary is for another dataset")
         now = self._now()
-        replayed = self._replay(_Attempt(principal, dataset, summary, sql, now))
+        replayed = self._replay(_Attempt(principal, dataset, summary, sql, now), policy)
         if replayed is not None:
             return replayed
         outcome: QueryTicket | CachedAnswer | PolicyDenied
         with self._store.write_transaction() as session:
             attempt = _Attempt(principal, dataset, summary, sql, now)
             if principal.organisation:
-                policy = workflow.current_policy(session, principal.organisation, dataset.name, lock=True)
-                if policy is not None:
-                    workflow.notice_expiry(session, policy, now)
-                attempt.policy = policy
+                row = workflow.current_policy(session, principal.organisation, dataset.name, lock=True)
+                if row is not None:
+                    workflow.notice_expiry(session, row, now)
+                attempt.policy = row
             outcome = self._try_replay(session, attempt) or self._try_reserve(session, attempt)
         if isinstance(outcome, PolicyDenied):
             raise outcome
         return outcome
 
-    def _replay(self, attempt: _Attempt) -> CachedAnswer | None:
-        """The replay fast path: decide on a snapshot, re-check the policy's status when recording."""
-        if not attempt.principal.organisation:
+    def _replay(self, attempt: _Attempt, policy: PolicyView | None) -> CachedAnswer | None:
+        """The replay fast path: decide outside the write lock, re-read the policy when recording."""
+        organisation = attempt.principal.organisation
+        if not organisation:
             return None
         with self._store.connect() as connection:
-            attempt.policy = workflow.current_policy_row(
-                connection, attempt.principal.organisation, attempt.dataset.name
-            )
-            found = self._replay_candidate(connection, attempt)
-        if found is None or attempt.policy is None:
+            if policy is None:
+                row = workflow.current_policy_row(connection, organisation, attempt.dataset.name)
+                policy = None if row is None else workflow.policy_view(row)
+            entry = None if policy is None else self._stored_release(connection, attempt)
+        if policy is None or entry is None or not self._replay_allowed(attempt, policy):
             return None
         with self._store.write_connection() as connection:
-            if workflow.policy_status(connection, attempt.policy.id) != PolicyStatus.ACTIVE.value:
-                return None  # revoked meanwhile: the full path decides and records why
-            return self._record_replay(connection, attempt, *found)
+            current = workflow.policy_row(connection, policy.id)
+            if (
+                current is None
+                or current.status != PolicyStatus.ACTIVE.value
+                or workflow.is_past_due(current, attempt.now)
+            ):
+                return None  # revoked or expired meanwhile: the full path decides and records why
+            attempt.policy = current
+            return self._record_replay(connection, attempt, entry, policy, attempt.budget_state())
+
+    def _stored_release(self, runner: Runner, attempt: _Attempt) -> StoredRelease | None:
+        """The stored release of an identical query by the attempt's organisation, if any."""
+        summary = attempt.summary
+        return find_replay(
+            runner,
+            attempt.principal.organisation or "",
+            attempt.dataset.name,
+            summary.dataset_version,
+            summary.fingerprint,
+        )
+
+    def _replay_allowed(self, attempt: _Attempt, policy: PolicyView) -> bool:
+        """Whether the policy allows replaying to the attempt's principal now (replays cost nothing)."""
+        if workflow.is_past_due(policy, attempt.now):
+            return False
+        decision = decide(
+            attempt.principal,
+            attempt.dataset,
+            policy,
+            attempt.summary,
+            BudgetState(0, 0, 0, 0),
+            attempt.now,
+            charge=False,
+        )
+        return decision.allowed
 
     def _try_replay(self, session: Session, attempt: _Attempt) -> CachedAnswer | None:
         """Replay inside the full path's write transaction, if allowed."""
@@ -580,22 +621,23 @@ class ControlPlane:
 
     def _replay_candidate(
         self, session: Runner, attempt: _Attempt
-    ) -> tuple[Row[Any], PolicyView, BudgetState] | None:
+    ) -> tuple[StoredRelease, PolicyView, BudgetState] | None:
         """The stored release of an identical query, with the policy allowing its replay, if any."""
-        policy, organisation, summary = attempt.policy, attempt.principal.organisation, attempt.summary
-        if policy is None or not organisation or workflow.is_past_due(policy, attempt.now):
+        if attempt.policy is None:
             return None
-        entry = find_replay(
-            session, organisation, attempt.dataset.name, summary.dataset_version, summary.fingerprint
-        )
-        if entry is None:
+        view = workflow.policy_view(attempt.policy)
+        if not self._replay_allowed(attempt, view):
             return None
-        view, state = workflow.policy_view(policy), attempt.budget_state()
-        decision = decide(attempt.principal, attempt.dataset, view, summary, state, attempt.now, charge=False)
-        return (entry, view, state) if decision.allowed else None
+        entry = self._stored_release(session, attempt)
+        return None if entry is None else (entry, view, attempt.budget_state())
 
     def _record_replay(
-        self, session: Runner, attempt: _Attempt, entry: Row[Any], view: PolicyView, state: BudgetState
+        self,
+        session: Runner,
+        attempt: _Attempt,
+        entry: StoredRelease | Row[Any],
+        view: PolicyView,
+        state: BudgetState,
     ) -> CachedAnswer:
         """Record a replayed release (no charge) and return the stored answer."""
         query_id = self._new_query(

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import BigInteger, BindParameter, Row, Table, Update, bindparam, insert, select, update
@@ -306,7 +306,7 @@ def query_view(row: Query) -> QueryView:
     )
 
 
-_READ_REPLAY = select(_REPLAY).where(
+_READ_REPLAY = select(_REPLAY.c.query_id, _REPLAY.c.answer).where(
     _REPLAY.c.organisation == bindparam("b_organisation"),
     _REPLAY.c.dataset == bindparam("b_dataset"),
     _REPLAY.c.dataset_version == bindparam("b_version"),
@@ -315,17 +315,25 @@ _READ_REPLAY = select(_REPLAY).where(
 _INSERT_REPLAY = insert(_REPLAY)
 
 
+class StoredRelease(NamedTuple):
+    """A stored release kept for replay: the original query and its answer (canonical JSON)."""
+
+    query_id: str
+    answer: str
+
+
 def find_replay(
     session: Runner, organisation: str, dataset: str, version: str, fingerprint: str
-) -> Row[Any] | None:
-    """The stored release (a row of ``replay_cache``) of an identical query by the organisation."""
+) -> StoredRelease | None:
+    """The stored release (from ``replay_cache``) of an identical query by the organisation."""
     key = {
         "b_organisation": organisation,
         "b_dataset": dataset,
         "b_version": version,
         "b_fingerprint": fingerprint,
     }
-    return session.execute(_READ_REPLAY, key).one_or_none()
+    row = session.execute(_READ_REPLAY, key).one_or_none()
+    return None if row is None else StoredRelease(row.query_id, row.answer)
 
 
 def store_replay(session: Runner, query: Row[Any], answer: dict[str, Any], now: datetime) -> None:
@@ -348,7 +356,7 @@ def store_replay(session: Runner, query: Row[Any], answer: dict[str, Any], now: 
     )
 
 
-def replayed_answer(entry: Row[Any]) -> dict[str, Any]:
+def replayed_answer(entry: StoredRelease | Row[Any]) -> dict[str, Any]:
     """The stored answer of a replay entry."""
     answer = json.loads(entry.answer)
     if not isinstance(answer, dict):

@@ -14,6 +14,7 @@ from typing import Any
 from sandbox.catalog.registry import Catalog
 from sandbox.control import CachedAnswer, ControlPlane
 from sandbox.errors import SandboxError
+from sandbox.policies.models import PolicyView
 from sandbox.principals import Principal
 from sandbox.query.engine import Engine, estimate_of
 from sandbox.query.plan import QueryPlan
@@ -31,8 +32,8 @@ class QueryPipeline:
         self, principal: Principal, dataset: str, sql: str, epsilon: float, delta: float = 0.0
     ) -> dict[str, Any]:
         """Release a noisy answer, or raise the error that names the broken rule."""
-        plan = self._plan(principal, dataset, sql, epsilon, delta, record_rejection=True)
-        outcome = self.control.begin_query(principal, plan.query.record, plan.summary, sql=sql)
+        plan, policy = self._plan(principal, dataset, sql, epsilon, delta, record_rejection=True)
+        outcome = self.control.begin_query(principal, plan.query.record, plan.summary, sql=sql, policy=policy)
         if isinstance(outcome, CachedAnswer):
             return _answer(
                 outcome.query_id,
@@ -64,8 +65,7 @@ class QueryPipeline:
         self, principal: Principal, dataset: str, sql: str, epsilon: float, delta: float = 0.0
     ) -> dict[str, Any]:
         """Cost, expected accuracy and budget after the query; reads no data, spends nothing."""
-        plan = self._plan(principal, dataset, sql, epsilon, delta, record_rejection=False)
-        policy = self.control.active_policy(principal, plan.query.record)
+        plan, policy = self._plan(principal, dataset, sql, epsilon, delta, record_rejection=False)
         budget = next((b for b in self.control.budget(principal) if b.policy_id == policy.id), None)
         estimate = estimate_of(plan).to_dict()
         estimate["budget_after"] = {
@@ -83,11 +83,13 @@ class QueryPipeline:
         delta: float,
         *,
         record_rejection: bool,
-    ) -> QueryPlan:
+    ) -> tuple[QueryPlan, PolicyView]:
+        """The query's plan under the organisation's active policy, and that policy."""
         try:
             record = self.catalog.get(dataset)
             policy = self.control.active_policy(principal, record)
-            return self.engine.plan_for(record, sql, epsilon, delta, min_group_size=policy.min_group_size)
+            plan = self.engine.plan_for(record, sql, epsilon, delta, min_group_size=policy.min_group_size)
+            return plan, policy
         except SandboxError as error:
             if record_rejection:
                 self.control.reject_query(principal, dataset, sql, error)

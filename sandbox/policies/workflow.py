@@ -474,6 +474,7 @@ _CURRENT_POLICY = (
     .limit(1)
 )
 _POLICY_STATUS = select(_POLICIES.c.status).where(_POLICIES.c.id == bindparam("b_id"))
+_POLICY_BY_ID = select(_POLICIES).where(_POLICIES.c.id == bindparam("b_id"))
 
 
 def current_policy_row(runner: Runner, organisation: str, dataset: str) -> Row[Any] | None:
@@ -489,7 +490,12 @@ def policy_status(runner: Runner, policy_id: str) -> str | None:
     return status
 
 
-def is_past_due(policy: Policy | Row[Any], now: datetime) -> bool:
+def policy_row(runner: Runner, policy_id: str) -> Row[Any] | None:
+    """A policy as a plain row (one indexed read, nothing locked), ``None`` if there is no such policy."""
+    return runner.execute(_POLICY_BY_ID, {"b_id": policy_id}).one_or_none()
+
+
+def is_past_due(policy: Policy | Row[Any] | PolicyView, now: datetime) -> bool:
     """Whether an active policy has reached its ``valid_until``."""
     return policy.status == PolicyStatus.ACTIVE.value and now >= policy.valid_until
 
