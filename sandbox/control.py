@@ -44,6 +44,7 @@ from sandbox.ledger import (
     QueryStatus,
     QueryTicket,
     QueryView,
+    ReplayMemo,
     StoredRelease,
     budget_state,
     budget_view,
@@ -94,6 +95,9 @@ __all__ = [
 
 MAX_LIST = 10_000
 OPERATOR_ACTOR = "operator"
+
+
+REPLAY_MEMO_SIZE = 4096  # stored releases memoised per process (answers are small JSON documents)
 
 
 def _utc_now() -> datetime:
@@ -175,6 +179,7 @@ class ControlPlane:
             migrate.ensure_current(url)
         self._store = Store(url)
         self._clock = clock or _utc_now
+        self._releases = ReplayMemo(REPLAY_MEMO_SIZE)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -570,11 +575,13 @@ class ControlPlane:
         organisation = attempt.principal.organisation
         if not organisation:
             return None
-        with self._store.connect() as connection:
-            if policy is None:
-                row = workflow.current_policy_row(connection, organisation, attempt.dataset.name)
-                policy = None if row is None else workflow.policy_view(row)
-            entry = None if policy is None else self._stored_release(connection, attempt)
+        entry = self._releases.get(self._release_key(attempt)) if policy is not None else None
+        if entry is None:
+            with self._store.connect() as connection:
+                if policy is None:
+                    row = workflow.current_policy_row(connection, organisation, attempt.dataset.name)
+                    policy = None if row is None else workflow.policy_view(row)
+                entry = None if policy is None else self._stored_release(connection, attempt)
         if policy is None or entry is None or not self._replay_allowed(attempt, policy):
             return None
         with self._store.write_connection() as connection:
@@ -588,16 +595,21 @@ class ControlPlane:
             attempt.policy = current
             return self._record_replay(connection, attempt, entry, policy, attempt.budget_state())
 
-    def _stored_release(self, runner: Runner, attempt: _Attempt) -> StoredRelease | None:
-        """The stored release of an identical query by the attempt's organisation, if any."""
+    @staticmethod
+    def _release_key(attempt: _Attempt) -> tuple[str, str, str, str]:
         summary = attempt.summary
-        return find_replay(
-            runner,
-            attempt.principal.organisation or "",
-            attempt.dataset.name,
-            summary.dataset_version,
-            summary.fingerprint,
-        )
+        organisation = attempt.principal.organisation or ""
+        return (organisation, attempt.dataset.name, summary.dataset_version, summary.fingerprint)
+
+    def _stored_release(self, runner: Runner, attempt: _Attempt) -> StoredRelease | None:
+        """The stored release of an identical query by the attempt's organisation (memoised), if any."""
+        key = self._release_key(attempt)
+        entry = self._releases.get(key)
+        if entry is None:
+            entry = find_replay(runner, *key)
+            if entry is not None:
+                self._releases.put(key, entry)
+        return entry
 
     def _replay_allowed(self, attempt: _Attempt, policy: PolicyView) -> bool:
         """Whether the policy allows replaying to the attempt's principal now (replays cost nothing)."""

@@ -8,6 +8,8 @@ ledger can never hand out more than was granted.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -334,6 +336,35 @@ def find_replay(
     }
     row = session.execute(_READ_REPLAY, key).one_or_none()
     return None if row is None else StoredRelease(row.query_id, row.answer)
+
+
+class ReplayMemo:
+    """A per-process, size-bounded memo of stored releases (least recently used dropped first).
+
+    Stored releases never change once written (the first release of a fingerprint wins), so a hit
+    is always what the database holds; a miss falls back to the database.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[tuple[str, str, str, str], StoredRelease] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str, str]) -> StoredRelease | None:
+        """The memoised release of ``(organisation, dataset, version, fingerprint)``, if any."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: tuple[str, str, str, str], entry: StoredRelease) -> None:
+        """Remember a release read from the database."""
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
 
 
 def store_replay(session: Runner, query: Row[Any], answer: dict[str, Any], now: datetime) -> None:
