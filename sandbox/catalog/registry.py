@@ -36,6 +36,7 @@ class Catalog:
     def __init__(self, home: Path | str) -> None:
         self.home = Path(home).expanduser().resolve()
         self.datasets_dir = self.home / "datasets"
+        self._records: dict[str, tuple[tuple[int, int, int, int], DatasetRecord]] = {}
 
     def validate(self, metadata_path: Path | str, *, source_root: Path | str | None = None) -> list[str]:
         """Every problem of a metadata document against its rules and sources; empty when valid."""
@@ -81,13 +82,25 @@ class Catalog:
         return record
 
     def get(self, name: str) -> DatasetRecord:
-        """The registered dataset of that name; ``NotFound`` (``catalog.dataset_not_found``) otherwise."""
+        """The registered dataset of that name; ``NotFound`` (``catalog.dataset_not_found``) otherwise.
+
+        The parsed record is reused while its file is unchanged (same device, inode, mtime, size):
+        a re-registration installs a new file, so it is read again.
+        """
         path = self._record_path(name)
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open("rb") as handle:
+                found = os.fstat(handle.fileno())
+                stamp = (found.st_dev, found.st_ino, found.st_mtime_ns, found.st_size)
+                cached = self._records.get(name)
+                if cached is not None and cached[0] == stamp:
+                    return cached[1]
+                text = handle.read().decode("utf-8")
         except FileNotFoundError:
             raise _not_found(name) from None
-        return DatasetRecord.model_validate_json(text)
+        record = DatasetRecord.model_validate_json(text)
+        self._records[name] = (stamp, record)
+        return record
 
     def list(self) -> builtins.list[DatasetRecord]:
         """Every registered dataset, sorted by name."""
