@@ -1,7 +1,7 @@
 """Benchmark: the gateway under 32 concurrent HTTP clients on the synthetic residents table.
 
 Usage: ``python bench/gateway.py [--n 1000000] [--clients 32] [--fresh 600] [--duration 10]
-[--replays 3000] [--workers 2]``
+[--replays 3000] [--workers 3]``
 
 The synthetic tables of size N are generated once under ``.bench/synthetic-N`` and residents is
 registered once into ``.bench/gateway-catalog-N`` (both reused afterwards). Each run builds a
@@ -426,7 +426,12 @@ def main() -> int:
     parser.add_argument("--fresh", type=int, default=600, help="fresh queries, closed loop")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of the 50 q/s open-loop run")
     parser.add_argument("--replays", type=int, default=3000, help="cached replays, closed loop")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=3,
+        help="uvicorn worker processes (default 3: cores + 1, workers wait on fsync and DuckDB)",
+    )
     args = parser.parse_args()
 
     BENCH_DIR.mkdir(exist_ok=True)
