@@ -39,14 +39,7 @@ class Calibration:
 
     def ci95(self) -> float | None:
         """Half-width of the 95% confidence interval of one noisy value (None if not additive)."""
-        if self.mechanism in ("discrete_laplace", "laplace_threshold"):
-            # OpenDP returns -inf when the noise is almost surely 0 (tiny scales): the CI is then 0.
-            return max(
-                0.0, float(accuracy.discrete_laplacian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
-            )
-        if self.mechanism == "discrete_gaussian":
-            return float(accuracy.discrete_gaussian_scale_to_accuracy(self.scale, CONFIDENCE_ALPHA))
-        return None
+        return _ci95(self.mechanism, self.scale)
 
     def public(self) -> dict[str, Any]:
         """JSON-ready description (no measurement object)."""
@@ -59,6 +52,17 @@ class Calibration:
             "threshold": self.threshold,
             "rho": self.rho,
         }
+
+
+@lru_cache(maxsize=4096)
+def _ci95(mechanism: str, scale: float) -> float | None:
+    """OpenDP's 95% accuracy of an additive mechanism at ``scale``."""
+    if mechanism in ("discrete_laplace", "laplace_threshold"):
+        # OpenDP returns -inf when the noise is almost surely 0 (tiny scales): the CI is then 0.
+        return max(0.0, float(accuracy.discrete_laplacian_scale_to_accuracy(scale, CONFIDENCE_ALPHA)))
+    if mechanism == "discrete_gaussian":
+        return float(accuracy.discrete_gaussian_scale_to_accuracy(scale, CONFIDENCE_ALPHA))
+    return None
 
 
 def _widen_until(make: Any, d_in: Any, scale: float, fits: Any) -> tuple[Measurement, float]:
