@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gateway_support import World, build_world, running_gateway
+from gateway_support import World, build_world
+from live_gateway import running_gateway
 
 from sandbox.control import ControlPlane
 

@@ -9,20 +9,13 @@ transport-bureau), ``oscar`` (operator); acme holds an active policy on ``pums``
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import uvicorn
 import yaml
 
-from sandbox.api import create_app
 from sandbox.catalog.registry import Catalog
 from sandbox.control import ControlPlane, PolicyView
 from sandbox.principals import Principal, Role
@@ -40,36 +33,6 @@ USERS: dict[str, tuple[tuple[Role, ...], str | None]] = {
     "otto": ((Role.OWNER,), "transport-bureau"),
     "oscar": ((Role.OPERATOR,), None),
 }
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def running_gateway(settings: Settings) -> Iterator[str]:
-    """A real uvicorn serving ``create_app(settings)`` on 127.0.0.1; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"gateway-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the gateway did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def variant_metadata(source: Path, target: Path, **changes: str) -> Path:

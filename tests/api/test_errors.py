@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from gateway_support import World, assert_error, running_gateway
+from gateway_support import World, assert_error
+from live_gateway import running_gateway
 
 from sandbox.settings import Settings
 

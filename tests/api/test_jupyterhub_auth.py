@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_support import World, assert_error, running_gateway
+from gateway_support import World, assert_error
+from live_gateway import running_gateway
 
 from sandbox.settings import Settings
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from workspace_support import PASSWORD, SHARED_METADATA, SYSTEM, Gateway, Hub, running_gateway
+from live_gateway import running_gateway
+from workspace_support import PASSWORD, SHARED_METADATA, SYSTEM, Gateway, Hub
 
 from sandbox.catalog.registry import Catalog
 from sandbox.control import ControlPlane

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 import websocket
 
-from sandbox.api.app import create_app
 from sandbox.client import Client
 from sandbox.demo import isolation
-from sandbox.demo.hub import HubProcess, free_port
-from sandbox.settings import Settings
+from sandbox.demo.hub import HubProcess
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
@@ -64,28 +58,6 @@ class Hub:
     def client(self, user: str) -> Client:
         """A client calling the gateway through the proxy with ``user``'s hub token."""
         return Client(self.process.gateway_url, self.token(user, [GATEWAY_SCOPE]))
-
-
-@contextmanager
-def running_gateway(settings: Settings) -> Iterator[str]:
-    """``create_app(settings)`` served by a real uvicorn on 127.0.0.1; yields its URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"gateway-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the gateway did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def run_in_user_kernel(
