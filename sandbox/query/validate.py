@@ -505,42 +505,6 @@ class _Validator:
 
     # -- post-release clauses ------------------------------------------------------------------
 
-    def _post_checker(
-        self, clause: str, group_keys: list[GroupKey], sources: list[str], outputs: list[OutputColumn]
-    ) -> tuple[ScalarChecker, dict[str, exp.Column]]:
-        """A checker for HAVING/ORDER BY: it sees group keys, output names and aggregates only."""
-        output_names = {
-            o.name.lower(): result_column(o.group, "g")
-            if o.group is not None
-            else result_column(o.aggregate or 0, "a")
-            for o in outputs
-        }
-
-        def resolve(node: exp.Column) -> Typed:
-            canonical = _canonical(node)
-            if canonical in sources:
-                index = sources.index(canonical)
-                return Typed(result_column(index, "g"), group_keys[index].kind)
-            if not node.table and node.name.lower() in output_names:
-                column = output_names[node.name.lower()]
-                kind = next(
-                    (
-                        group_keys[o.group].kind
-                        for o in outputs
-                        if o.group is not None and o.name.lower() == node.name.lower()
-                    ),
-                    Kind.NUMERIC,
-                )
-                return Typed(column, kind)
-            self._not_an_identifier(node)
-            raise QueryRejected(
-                "sql.raw_column_output",
-                f"{clause} may only use GROUP BY keys, output names and aggregates; "
-                f"'{node.name[:60]}' is none of these.",
-            )
-
-        return ScalarChecker(resolve, clause), output_names
-
     def _post_expression(
         self,
         node: exp.Expression,
@@ -549,22 +513,39 @@ class _Validator:
         sources: list[str],
         outputs: list[OutputColumn],
     ) -> Typed:
-        checker, _ = self._post_checker(clause, group_keys, sources, outputs)
+        """Rebuild a HAVING/ORDER BY expression over the released table: it may use group keys,
+        output names and aggregates (which become released columns), nothing else."""
         replaced = node.copy()
+        placeholders: dict[int, int] = {}
         for agg in list(replaced.find_all(exp.AggFunc)):
-            index = self._aggregate(cast(exp.Expression, agg))
-            agg.replace(exp.column(f"__agg_{index}"))
+            placeholder = exp.column("aggregate")
+            placeholders[id(placeholder)] = self._aggregate(cast(exp.Expression, agg))
+            agg.replace(placeholder)
         for anonymous in list(replaced.find_all(exp.Anonymous)):
             if _is_aggregate_call(anonymous):
                 self._aggregate(anonymous)
+        by_name = {o.name.lower(): o for o in outputs}
 
-        def resolve_with_aggregates(column: exp.Column) -> Typed:
-            if column.name.startswith("__agg_"):
-                return Typed(result_column(int(column.name[6:]), "a"), Kind.NUMERIC)
-            return checker_resolve(column)
+        def resolve(column: exp.Column) -> Typed:
+            if id(column) in placeholders:
+                return Typed(result_column(placeholders[id(column)], "a"), Kind.NUMERIC)
+            canonical = _canonical(column)
+            if canonical in sources:
+                index = sources.index(canonical)
+                return Typed(result_column(index, "g"), group_keys[index].kind)
+            output = by_name.get(column.name.lower()) if not column.table else None
+            if output is not None and output.group is not None:
+                return Typed(result_column(output.group, "g"), group_keys[output.group].kind)
+            if output is not None:
+                return Typed(result_column(output.aggregate or 0, "a"), Kind.NUMERIC)
+            self._not_an_identifier(column)
+            raise QueryRejected(
+                "sql.raw_column_output",
+                f"{clause} may only use GROUP BY keys, output names and aggregates; "
+                f"'{column.name[:60]}' is none of these.",
+            )
 
-        checker_resolve = checker._resolve
-        return ScalarChecker(resolve_with_aggregates, clause).check(replaced)
+        return ScalarChecker(resolve, clause).check(replaced)
 
     def _having(
         self,
