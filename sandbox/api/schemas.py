@@ -17,7 +17,7 @@ from sandbox.catalog.models import Classification, ColumnRole, DatasetRecord
 from sandbox.ledger import BudgetView, QueryView
 from sandbox.metering import UsageReport
 from sandbox.policies.models import AccessRequestView, PolicyView
-from sandbox.principals import Role
+from sandbox.principals import Principal, Role
 from sandbox.query.summary import AggregateKind
 
 NAME = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
@@ -115,8 +115,12 @@ class TableOut(BaseModel):
     privacy_unit: str | None
     max_rows_per_unit: int | None
     columns: list[ColumnOut]
-    source_sha256: str = Field(description="SHA-256 of the source file(s) as registered.")
-    content_sha256: str = Field(description="SHA-256 of the loaded content.")
+    source_sha256: str | None = Field(
+        description="SHA-256 of the source file(s) as registered (owners and operators; null for others)."
+    )
+    content_sha256: str | None = Field(
+        description="SHA-256 of the loaded content (owners and operators; null for others)."
+    )
 
 
 class DatasetOut(BaseModel):
@@ -129,7 +133,8 @@ class DatasetOut(BaseModel):
             "owner": "census-bureau",
             "classification": "general",
             "description": "One row per person.",
-            "version": "5f3c…",
+            "version": "reg_3f0c9a…",
+            "content_digest": None,
             "registered_at": "2025-01-01T00:00:00Z",
             "tables": [
                 {
@@ -137,8 +142,8 @@ class DatasetOut(BaseModel):
                     "description": "One row per person.",
                     "privacy_unit": "pid",
                     "max_rows_per_unit": 1,
-                    "source_sha256": "9a1b…",
-                    "content_sha256": "77c2…",
+                    "source_sha256": None,
+                    "content_sha256": None,
                     "columns": [
                         {
                             "name": "age",
@@ -171,13 +176,18 @@ class DatasetOut(BaseModel):
     owner: str
     classification: Classification
     description: str
-    version: str = Field(description="SHA-256 over the metadata and every table's content fingerprint.")
+    version: str = Field(description="Opaque id of this registration (random; not derived from the data).")
+    content_digest: str | None = Field(
+        description="SHA-256 over the metadata and every table's content (owners and operators; null for "
+        "others, since a digest of the rows can be checked against a guess of them)."
+    )
     registered_at: datetime
     tables: list[TableOut]
 
     @classmethod
-    def of(cls, record: DatasetRecord) -> DatasetOut:
-        """The public view of a catalog record."""
+    def of(cls, record: DatasetRecord, principal: Principal) -> DatasetOut:
+        """The caller's view of a catalog record: digests only for its owners and operators."""
+        digests = record.can_see_digests(principal)
         tables = []
         for table in record.metadata.tables:
             stored = record.stored_table(table.name)
@@ -203,8 +213,8 @@ class DatasetOut(BaseModel):
                     privacy_unit=table.privacy_unit,
                     max_rows_per_unit=table.max_rows_per_unit,
                     columns=columns,
-                    source_sha256=stored.source_sha256 if stored else "",
-                    content_sha256=stored.content_sha256 if stored else "",
+                    source_sha256=stored.source_sha256 if stored and digests else None,
+                    content_sha256=stored.content_sha256 if stored and digests else None,
                 )
             )
         meta = record.metadata
@@ -214,7 +224,8 @@ class DatasetOut(BaseModel):
             owner=meta.owner,
             classification=meta.classification,
             description=meta.description,
-            version=record.version,
+            version=record.registration_id,
+            content_digest=record.version if digests else None,
             registered_at=record.registered_at,
             tables=tables,
         )

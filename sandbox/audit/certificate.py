@@ -19,7 +19,7 @@ from sandbox.audit.verify import check_checkpoints, walk
 from sandbox.catalog.models import DatasetRecord
 
 FORMAT = "sandbox.registration-certificate/1"
-_COPIED = ("version", "owner", "classification", "metadata_sha256", "tables")
+_COPIED = ("version", "registration_id", "owner", "classification", "metadata_sha256", "tables")
 
 
 def metadata_digest(record: DatasetRecord) -> str:
@@ -31,6 +31,7 @@ def registration_payload(record: DatasetRecord) -> dict[str, Any]:
     """The payload of a ``dataset.registered`` event: version, metadata digest and fingerprints."""
     return {
         "version": record.version,
+        "registration_id": record.registration_id,
         "title": record.metadata.title,
         "owner": record.metadata.owner,
         "classification": record.metadata.classification.value,

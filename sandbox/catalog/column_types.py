@@ -25,9 +25,34 @@ INTEGER_TYPE_IDS = frozenset(
 FLOAT_TYPE_IDS = frozenset({"float", "double"})
 DECIMAL_TYPE_ID = "decimal"
 NON_SCALAR_TYPE_IDS = frozenset({"list", "array", "struct", "map", "union", "blob", "bit", "variant"})
+# Every timestamp is stored as one kind, TIMESTAMP (microseconds, no time zone, UTC wall clock):
+# comparing TIMESTAMP_NS with TIMESTAMP raises in DuckDB for values outside 1677-2262, and values
+# 1 ns apart would be distinct groups that become one Python value.
+TIMESTAMP_VARIANT_IDS = frozenset({"timestamp_ns", "timestamp_ms", "timestamp_s", "timestamp with time zone"})
+STORED_TIMESTAMP = "TIMESTAMP"
+# Types an owner may declare with ``type:`` (and the only ones a CSV column may load as).
+DECLARABLE_TYPE_IDS = (
+    INTEGER_TYPE_IDS - {"hugeint", "uhugeint"}
+    | FLOAT_TYPE_IDS
+    | {
+        DECIMAL_TYPE_ID,
+        "varchar",
+        "boolean",
+        "date",
+        "timestamp",
+    }
+)
 
 DEFAULT_FLOAT_SCALE = 4
 BIGINT_MAX = 2**63 - 1
+# Limits that keep every generated statement's arithmetic exact for any data (docs/catalog.md):
+# a table holds at most 2**40 rows; a clamped measure's bounds are at most 2**43 fixed-point units
+# in absolute value, so a sum of squares (< 2**86 per row) over every row fits HUGEINT (2**127),
+# sums fit in 2**83 and the quantile offset ``x - lower`` in BIGINT; and k times the measure's
+# range stays below 2**62, the sensitivity OpenDP's 64-bit mechanisms take.
+MAX_TABLE_ROWS = 2**40
+MAX_FIXED_POINT = 2**43
+MAX_SENSITIVITY = 2**62
 
 
 def is_integer(dtype: DuckDBPyType) -> bool:
@@ -43,6 +68,11 @@ def is_float(dtype: DuckDBPyType) -> bool:
 def is_numeric(dtype: DuckDBPyType) -> bool:
     """Whether a measure may have this type: integer, DECIMAL, FLOAT or DOUBLE."""
     return is_integer(dtype) or is_float(dtype) or dtype.id == DECIMAL_TYPE_ID
+
+
+def stored_type_sql(dtype: DuckDBPyType) -> str | None:
+    """The SQL type a source column is cast to at ingest, or None when it is stored as it is."""
+    return STORED_TIMESTAMP if dtype.id in TIMESTAMP_VARIANT_IDS else None
 
 
 def is_scalar(dtype: DuckDBPyType) -> bool:

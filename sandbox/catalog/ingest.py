@@ -19,6 +19,7 @@ import pyarrow as pa
 from sandbox.catalog import column_types
 from sandbox.catalog.fingerprint import content_sha256, file_sha256
 from sandbox.catalog.models import (
+    LOADED_ROLES,
     ColumnRole,
     ColumnSpec,
     DatasetMetadata,
@@ -26,11 +27,10 @@ from sandbox.catalog.models import (
     StoredTable,
     TableSpec,
 )
-from sandbox.catalog.sources import CSV_BLOCK_BYTES, Source, batches, count_rows, empty_table
+from sandbox.catalog.sources import Source, batches, count_rows, empty_table
 from sandbox.errors import InternalError, MetadataInvalid
 
 Progress = Callable[[int, int], None]
-LOADED_ROLES = frozenset({ColumnRole.PRIVACY_UNIT, ColumnRole.DIMENSION, ColumnRole.MEASURE})
 INGEST_MEMORY_LIMIT = "4GB"
 _BATCH_VIEW = "ingest_batch"
 _SCRATCH = "scratch"
@@ -77,8 +77,14 @@ class TablePlan:
         return self.spec.name
 
     def raw_select(self) -> str:
-        """Source columns renamed to their declared names."""
-        return ", ".join(f"{quote(source)} AS {quote(spec.name)}" for spec, source in self.raw)
+        """Source columns renamed to their declared names, timestamps normalised to TIMESTAMP."""
+        columns = []
+        for spec, source in self.raw:
+            value = quote(source)
+            found = self.source.column(source)
+            cast = column_types.stored_type_sql(found.duckdb_type) if found is not None else None
+            columns.append(f"{value if cast is None else f'CAST({value} AS {cast})'} AS {quote(spec.name)}")
+        return ", ".join(columns)
 
     def stored_select(self) -> str:
         """Raw columns plus clamped columns, over a relation with the declared names."""
@@ -191,6 +197,15 @@ def _load(con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Callable[[in
         advance(batch.num_rows)
     if plan.bounds_contributions:
         _bound_contributions(con, plan, staging)
+    _check_size(con, plan)
+
+
+def _check_size(con: duckdb.DuckDBPyConnection, plan: TablePlan) -> None:
+    """A stored table holds at most ``MAX_TABLE_ROWS`` rows (the limit exact sums rely on)."""
+    row = con.execute(f"SELECT count(*) FROM {quote(plan.name)}").fetchone()
+    if row is not None and row[0] > column_types.MAX_TABLE_ROWS:
+        problem = f"table {plan.name!r}: more than 2**40 rows; split it into several datasets"
+        raise MetadataInvalid("the source is too large", details={"problems": [problem]})
 
 
 def _read(plan: TablePlan, source_columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -199,8 +214,7 @@ def _read(plan: TablePlan, source_columns: list[str]) -> Iterator[pa.RecordBatch
         yield from batches(plan.source, source_columns)
     except pa.ArrowException:
         reason = (
-            f"CSV column types are inferred from the first {CSV_BLOCK_BYTES >> 20} MB "
-            "and a later value does not fit them"
+            "a value does not parse as its column's declared type"
             if plan.source.is_csv
             else "the file is damaged"
         )

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sandbox.principals import Principal, Role
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 
 
@@ -28,6 +30,9 @@ class ColumnRole(StrEnum):
     MEASURE = "measure"  # aggregatable (with bounds) and filterable
 
 
+LOADED_ROLES = frozenset({ColumnRole.PRIVACY_UNIT, ColumnRole.DIMENSION, ColumnRole.MEASURE})
+
+
 class ColumnSpec(BaseModel):
     """One declared column."""
 
@@ -35,6 +40,11 @@ class ColumnSpec(BaseModel):
 
     name: str
     role: ColumnRole
+    type: str | None = Field(
+        None,
+        description="Declared DuckDB type (BIGINT, DOUBLE, DECIMAL(p,s), VARCHAR, DATE, TIMESTAMP, ...); "
+        "required for CSV sources, checked against a Parquet file's schema.",
+    )
     description: str = ""
     keys: list[Any] | None = Field(None, description="Public category list of a dimension.")
     lower: float | None = Field(None, description="Lower clamping bound of a measure.")
@@ -124,7 +134,13 @@ class DatasetRecord(BaseModel):
 
     metadata: DatasetMetadata
     tables: list[StoredTable]
-    version: str = Field(description="SHA-256 over the metadata and every table's content fingerprint.")
+    version: str = Field(
+        description="SHA-256 over the metadata and every table's content fingerprint (owners and "
+        "operators only: a digest of the rows can be checked against a guess of them)."
+    )
+    registration_id: str = Field(
+        description="Opaque random id of this registration: the dataset version analysts see."
+    )
     registered_at: datetime
     database_file: str = Field(description="DuckDB file name, relative to the dataset folder.")
 
@@ -132,6 +148,12 @@ class DatasetRecord(BaseModel):
     def name(self) -> str:
         """The dataset's unique name."""
         return self.metadata.dataset
+
+    def can_see_digests(self, principal: Principal) -> bool:
+        """Whether ``principal`` may see content digests: operators and the dataset's owners."""
+        return principal.has(Role.OPERATOR) or (
+            principal.has(Role.OWNER) and principal.organisation == self.metadata.owner
+        )
 
     def stored_table(self, name: str) -> StoredTable | None:
         """The stored table of that declared name (case-insensitive), if any."""

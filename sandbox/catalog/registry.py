@@ -11,6 +11,7 @@ import builtins
 import fcntl
 import os
 import re
+import secrets
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -145,6 +146,7 @@ class Catalog:
             metadata=metadata,
             tables=tables,
             version=dataset_version(metadata, tables),
+            registration_id=f"reg_{secrets.token_hex(16)}",
             registered_at=datetime.now(UTC),
             database_file=DATABASE_FILE,
         )

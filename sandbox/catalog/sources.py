@@ -84,6 +84,27 @@ def open_source(path: Path, con: duckdb.DuckDBPyConnection) -> Source:
     return Source(path, schema, columns, frozenset(duplicates))
 
 
+def with_declared_types(
+    source: Source, declared: dict[str, DuckDBPyType], con: duckdb.DuckDBPyConnection
+) -> Source:
+    """``source`` read with the owner's declared types (keyed by lower-cased source column name).
+
+    A CSV file's types would otherwise be inferred from its values, so one row could change a
+    column's published type; with declared types a value that does not parse fails the load.
+    """
+    fields = []
+    columns = dict(source.columns)
+    for field in source.schema:
+        dtype = declared.get(field.name.lower())
+        if dtype is None:
+            fields.append(field)
+            continue
+        arrow_type = con.sql(f"SELECT CAST(NULL AS {dtype}) AS c").arrow().schema.field(0).type
+        fields.append(pa.field(field.name, arrow_type))
+        columns[field.name.lower()] = SourceColumn(field.name, arrow_type, dtype)
+    return Source(source.path, pa.schema(fields), columns, source.duplicate_names)
+
+
 def count_rows(source: Source) -> int:
     """Rows in the source: exact for Parquet (footer), estimated from line breaks for CSV."""
     if not source.is_csv:

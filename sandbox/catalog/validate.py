@@ -22,8 +22,8 @@ from duckdb.sqltypes import DuckDBPyType
 from pydantic_core import ErrorDetails
 
 from sandbox.catalog import column_types
-from sandbox.catalog.models import ColumnRole, ColumnSpec, DatasetMetadata, TableSpec
-from sandbox.catalog.sources import Source, SourceError, open_source, resolve
+from sandbox.catalog.models import LOADED_ROLES, ColumnRole, ColumnSpec, DatasetMetadata, TableSpec
+from sandbox.catalog.sources import Source, SourceError, open_source, resolve, with_declared_types
 
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 CLAMPED_SUFFIX = "__clamped"
@@ -93,10 +93,51 @@ def check_sources(metadata: DatasetMetadata, base: Path) -> tuple[dict[str, Sour
             except SourceError as exc:
                 problems.append(f"table {table.name!r}: source {table.source!r} {exc}")
                 continue
+            declared, type_problems = _declared_types(table, source)
+            problems.extend(type_problems)
+            if source.is_csv:
+                source = with_declared_types(source, declared, con)
             sources[table.name] = source
             for column in table.columns:
                 problems.extend(_check_column_source(con, table, column, source))
     return sources, problems
+
+
+def _declared_types(table: TableSpec, source: Source) -> tuple[dict[str, DuckDBPyType], list[str]]:
+    """The declared type of each loaded column (by lower-cased source name), and type problems.
+
+    Types come from the metadata, never from values: a CSV column must declare its type; a
+    Parquet column's schema type (the file's own declaration) must match a declared one.
+    """
+    declared: dict[str, DuckDBPyType] = {}
+    problems: list[str] = []
+    allowed = ", ".join(sorted(t.upper() for t in column_types.DECLARABLE_TYPE_IDS))
+    for column in table.columns:
+        found = source.column(column.name)
+        if column.role not in LOADED_ROLES or found is None:
+            continue
+        where = f"table {table.name!r}, column {column.name!r}"
+        if column.type is None:
+            if source.is_csv:
+                problems.append(
+                    f"{where}: a CSV source needs a declared type (type: one of {allowed}), so that no "
+                    "value can change the column's type"
+                )
+            continue
+        try:
+            dtype = DuckDBPyType(column.type)
+        except (duckdb.Error, ValueError, TypeError):
+            problems.append(f"{where}: type {column.type!r} is not a DuckDB type")
+            continue
+        if dtype.id not in column_types.DECLARABLE_TYPE_IDS:
+            problems.append(f"{where}: type {column.type!r} cannot be declared; use one of {allowed}")
+            continue
+        stored = column_types.stored_type_sql(found.duckdb_type) or str(found.duckdb_type)
+        if not source.is_csv and stored != str(dtype):
+            problems.append(f"{where}: declared type {dtype} but the Parquet file's column is {stored}")
+            continue
+        declared[found.name.lower()] = dtype
+    return declared, problems
 
 
 def _check_table(table: TableSpec) -> list[str]:
@@ -206,7 +247,7 @@ def _check_column_source(
     if column.role is ColumnRole.DIMENSION:
         return _check_dimension_source(con, where, column, dtype)
     if column.role is ColumnRole.MEASURE:
-        return _check_measure_source(where, column, dtype)
+        return _check_measure_source(where, column, dtype, table.max_rows_per_unit or 1)
     return []
 
 
@@ -230,7 +271,7 @@ def _check_dimension_source(
     return []
 
 
-def _check_measure_source(where: str, column: ColumnSpec, dtype: DuckDBPyType) -> list[str]:
+def _check_measure_source(where: str, column: ColumnSpec, dtype: DuckDBPyType, k: int) -> list[str]:
     if not column_types.is_numeric(dtype):
         return [f"{where}: a measure must be numeric (integer, DECIMAL, FLOAT or DOUBLE), not {dtype}"]
     if column.scale is not None and not column_types.is_float(dtype):
@@ -248,11 +289,23 @@ def _check_measure_source(where: str, column: ColumnSpec, dtype: DuckDBPyType) -
                 f"{where}: {label} bound {bound} is not a multiple of 10**-{scale}, the column's "
                 f"fixed-point step ({hint})"
             )
-        elif abs(column_types.to_fixed_point(bound, scale)) > column_types.BIGINT_MAX:
+        elif abs(column_types.to_fixed_point(bound, scale)) > column_types.MAX_FIXED_POINT:
             problems.append(
-                f"{where}: {label} bound times 10**{scale} does not fit in BIGINT "
-                "(fixed-point clamped column)"
+                f"{where}: {label} bound times 10**{scale} exceeds 2**43 "
+                f"({column_types.MAX_FIXED_POINT}), the largest fixed-point bound whose sums and sums "
+                "of squares stay exact over any table; narrow the bounds"
+                + (" or lower scale" if column_types.is_float(dtype) else "")
             )
+    if problems:
+        return problems
+    lower = column_types.to_fixed_point(column.lower, scale)
+    upper = column_types.to_fixed_point(column.upper, scale)
+    if k * max(abs(lower), abs(upper), upper - lower) > column_types.MAX_SENSITIVITY:
+        problems.append(
+            f"{where}: max_rows_per_unit ({k}) times the bounds' range in fixed-point units exceeds "
+            f"2**62, the largest sensitivity the noise mechanisms take; narrow the bounds or lower "
+            "max_rows_per_unit"
+        )
     return problems
 
 

@@ -99,7 +99,7 @@ class Engine:
                 f"{self.settings.max_epsilon_per_query:g} per query.",
                 code="request.epsilon",
             )
-        key = (record.name, record.version, sql, epsilon, delta, min_group_size)
+        key = (record.name, record.registration_id, sql, epsilon, delta, min_group_size)
         with self._lock:
             cached = self._plans.get(key)
         if cached is not None:
@@ -167,7 +167,7 @@ class Engine:
             self._databases.clear()
 
     def _database(self, record: DatasetRecord) -> LockedDatabase:
-        key = (record.name, record.version)
+        key = (record.name, record.registration_id)
         with self._lock:
             database = self._databases.get(key)
             if database is None:

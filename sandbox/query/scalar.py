@@ -55,7 +55,7 @@ def kind_of_duckdb_type(duckdb_type: str) -> Kind:
         return Kind.STRING
     if name == "DATE":
         return Kind.DATE
-    if name.startswith("TIMESTAMP"):
+    if name == "TIMESTAMP":
         return Kind.TIMESTAMP
     if name == "BOOLEAN":
         return Kind.BOOLEAN

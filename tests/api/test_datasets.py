@@ -16,10 +16,13 @@ def test_list_and_describe_show_schema_not_storage(world: World) -> None:
     assert {"pums", "pums_t"} <= set(listed)
     assert listed["pums"] == pums
     assert pums["owner"] == "census-bureau" and pums["classification"] == "general"
-    assert len(pums["version"]) == 64
+    # analysts see an opaque registration id, never a digest of the rows (a digest can be checked
+    # against a guess of the data)
+    assert pums["version"].startswith("reg_") and len(pums["version"]) == 36
+    assert pums["content_digest"] is None
     (table,) = pums["tables"]
     assert table["privacy_unit"] == "pid" and table["max_rows_per_unit"] == 1
-    assert len(table["content_sha256"]) == 64 and len(table["source_sha256"]) == 64
+    assert table["content_sha256"] is None and table["source_sha256"] is None
     columns = {c["name"]: c for c in table["columns"]}
     assert columns["age"]["role"] == "measure" and (columns["age"]["lower"], columns["age"]["upper"]) == (
         0,
@@ -31,11 +34,23 @@ def test_list_and_describe_show_schema_not_storage(world: World) -> None:
     assert "physical" not in text and "database_file" not in text and "rows" not in pums
 
 
-def test_certificate(world: World) -> None:
-    with world.client("bob") as client:
+def test_owners_and_operators_see_digests(world: World) -> None:
+    for user in ("olivia", "oscar"):
+        with world.client(user) as client:
+            pums = client.get("/api/v1/datasets/pums").json()
+        assert pums["version"].startswith("reg_") and len(pums["content_digest"]) == 64
+        (table,) = pums["tables"]
+        assert len(table["content_sha256"]) == 64 and len(table["source_sha256"]) == 64
+
+
+def test_certificate_only_for_owners_and_operators(world: World) -> None:
+    with world.client("olivia") as client:
         certificate = client.get("/api/v1/datasets/pums/certificate")
         assert certificate.status_code == 200, certificate.text
-        assert "pums" in certificate.text
+        assert certificate.json()["registration_id"].startswith("reg_")
+        assert len(certificate.json()["tables"][0]["content_sha256"]) == 64
+    with world.client("bob") as client:
+        assert_error(client.get("/api/v1/datasets/pums/certificate"), 403, "dataset.certificate_forbidden")
         assert_error(client.get("/api/v1/datasets/pums_null/certificate"), 404)
 
 

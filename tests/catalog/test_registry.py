@@ -286,9 +286,9 @@ def test_contribution_bounding_is_random_and_exact(tmp_path: Path) -> None:
                 "privacy_unit": "person",
                 "max_rows_per_unit": 5,
                 "columns": [
-                    {"name": "person", "role": "privacy_unit"},
-                    {"name": "visit", "role": "dimension"},
-                    {"name": "cost", "role": "measure", "lower": 0, "upper": 10},
+                    {"name": "person", "role": "privacy_unit", "type": "BIGINT"},
+                    {"name": "visit", "role": "dimension", "type": "BIGINT"},
+                    {"name": "cost", "role": "measure", "lower": 0, "upper": 10, "type": "BIGINT"},
                 ],
             }
         ],
@@ -321,9 +321,9 @@ def test_csv_source_with_progress(tmp_path: Path) -> None:
                 "privacy_unit": "id",
                 "max_rows_per_unit": 1,
                 "columns": [
-                    {"name": "id", "role": "privacy_unit"},
-                    {"name": "city", "role": "dimension", "keys": ["a", "b", None]},
-                    {"name": "income", "role": "measure", "lower": 0, "upper": 100},
+                    {"name": "id", "role": "privacy_unit", "type": "BIGINT"},
+                    {"name": "city", "role": "dimension", "keys": ["a", "b", None], "type": "VARCHAR"},
+                    {"name": "income", "role": "measure", "lower": 0, "upper": 100, "type": "DOUBLE"},
                 ],
             }
         ],
@@ -410,7 +410,9 @@ def test_nothing_half_registered_when_ingest_fails(small: tuple[Catalog, Path]) 
     assert leftovers(catalog) == []
 
 
-def test_csv_value_past_type_inference_fails_cleanly(tmp_path: Path) -> None:
+def test_csv_value_not_of_the_declared_type_fails_cleanly(tmp_path: Path) -> None:
+    """Types come from the metadata: a value that does not parse fails the load, past the first
+    block too (the type is never inferred from values)."""
     padding = "p" * 200
     lines = ["id,amount,note"] + [f"{i},{i % 7},{padding}" for i in range(90_000)] + ["90000,not-a-number,x"]
     (tmp_path / "big.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -427,8 +429,8 @@ def test_csv_value_past_type_inference_fails_cleanly(tmp_path: Path) -> None:
                 "privacy_unit": "id",
                 "max_rows_per_unit": 1,
                 "columns": [
-                    {"name": "id", "role": "privacy_unit"},
-                    {"name": "amount", "role": "measure", "lower": 0, "upper": 10},
+                    {"name": "id", "role": "privacy_unit", "type": "BIGINT"},
+                    {"name": "amount", "role": "measure", "lower": 0, "upper": 10, "type": "BIGINT"},
                 ],
             }
         ],

@@ -294,18 +294,38 @@ def test_scale_only_on_floating_point_measures(folder: Path) -> None:
     ]
 
 
-def test_scaled_bound_must_fit_bigint(folder: Path) -> None:
+def test_scaled_bound_must_keep_arithmetic_exact(folder: Path) -> None:
+    """Bounds beyond 2**43 fixed-point units are refused: sums of squares over 2**40 rows would
+    overflow HUGEINT, and VARIANCE would answer or fail depending on how many rows sit at the top."""
     doc = document(
-        columns=columns(
-            {"name": "score", "role": "measure", "lower": -1e12, "upper": 1e12, "scale": 9},
-            {"name": "age", "role": "measure", "lower": 0, "upper": 9.2e18},
-        )
+        privacy_unit=None,
+        columns=[
+            {"name": "score", "role": "measure", "lower": -1e12, "upper": 9e9, "scale": 9},
+            {"name": "age", "role": "measure", "lower": 0, "upper": 2**43},
+            {"name": "pid", "role": "measure", "lower": 0, "upper": 2**43 + 1},
+        ],
+    )
+    limit = (
+        "exceeds 2**43 (8796093022208), the largest fixed-point bound whose sums and sums of squares "
+        "stay exact over any table; narrow the bounds"
     )
     assert problems_of(folder, doc) == [
-        "table 'people', column 'score': lower bound times 10**9 does not fit in BIGINT (fixed-point "
-        "clamped column)",
-        "table 'people', column 'score': upper bound times 10**9 does not fit in BIGINT (fixed-point "
-        "clamped column)",
+        f"table 'people', column 'score': lower bound times 10**9 {limit} or lower scale",
+        f"table 'people', column 'score': upper bound times 10**9 {limit} or lower scale",
+        f"table 'people', column 'pid': upper bound times 10**0 {limit}",
+    ]
+
+
+def test_contribution_times_range_must_fit_the_mechanisms(folder: Path) -> None:
+    """k times the bounds' range is the sensitivity OpenDP's 64-bit mechanisms take: at most 2**62."""
+    doc = document(
+        max_rows_per_unit=2**20,
+        columns=columns({"name": "age", "role": "measure", "lower": -(2**42), "upper": 2**42}),
+    )
+    assert problems_of(folder, doc) == [
+        "table 'people', column 'age': max_rows_per_unit (1048576) times the bounds' range in "
+        "fixed-point units exceeds 2**62, the largest sensitivity the noise mechanisms take; narrow "
+        "the bounds or lower max_rows_per_unit"
     ]
 
 

@@ -99,6 +99,7 @@ def make_dataset(
         metadata=metadata,
         tables=[stored],
         version=version or hashlib.sha256(b"version:" + name.encode()).hexdigest(),
+        registration_id="reg_" + hashlib.sha256(b"registration:" + (version or name).encode()).hexdigest()[:32],
         registered_at=START,
         database_file=f"{name}.duckdb",
     )
@@ -119,7 +120,7 @@ def make_summary(
     fingerprint = hashlib.sha256(f"{text}|{epsilon}|{delta}|{dataset.version}".encode()).hexdigest()
     return QuerySummary(
         dataset=dataset.name,
-        dataset_version=dataset.version,
+        dataset_version=dataset.registration_id,
         table="people",
         columns=frozenset(columns),
         aggregates=frozenset(aggregates),

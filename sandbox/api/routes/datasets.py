@@ -22,21 +22,33 @@ router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 @router.get("", response_model=list[DatasetOut], responses=error_responses(401, 429))
 def list_datasets(principal: PrincipalDep, services: ServicesDep) -> list[DatasetOut]:
     """Every dataset visible to the caller (core datasets: their owner and operators only)."""
-    return [DatasetOut.of(r) for r in services.catalog.list() if can_see(principal, r)]
+    return [DatasetOut.of(r, principal) for r in services.catalog.list() if can_see(principal, r)]
 
 
 @router.get("/{name}", response_model=DatasetOut, responses=error_responses(401, 404, 429))
 def get_dataset(name: str, principal: PrincipalDep, services: ServicesDep) -> DatasetOut:
-    """One dataset's metadata and schema: roles, bounds, public keys, classification, fingerprints."""
-    return DatasetOut.of(services.visible_dataset(principal, name))
+    """One dataset's metadata and schema: roles, bounds, public keys, classification (and, for its
+    owners and operators, the content digests)."""
+    return DatasetOut.of(services.visible_dataset(principal, name), principal)
 
 
-@router.get("/{name}/certificate", response_model=dict[str, Any], responses=error_responses(401, 404, 429))
+@router.get(
+    "/{name}/certificate", response_model=dict[str, Any], responses=error_responses(401, 403, 404, 429)
+)
 def get_certificate(
     name: str, principal: PrincipalDep, services: ServicesDep, version: str | None = None
 ) -> dict[str, Any]:
-    """The registration certificate (登记存证) of the dataset's latest (or given) registration."""
-    services.visible_dataset(principal, name)
+    """The registration certificate (登记存证) of the dataset's latest (or given) registration.
+
+    Certificates carry content digests, so only the dataset's owners and operators get them.
+    """
+    record = services.visible_dataset(principal, name)
+    if not record.can_see_digests(principal):
+        raise Forbidden(
+            "registration certificates carry content digests and are issued to the dataset's owners "
+            "and to operators only",
+            code="dataset.certificate_forbidden",
+        )
     return services.control.certificate(name, version)
 
 
@@ -88,7 +100,7 @@ def register_dataset(
             )
     record = services.catalog.register(metadata_path, replace=body.replace)
     services.control.record_registration(principal, record)
-    return DatasetOut.of(record)
+    return DatasetOut.of(record, principal)
 
 
 def _registered(services: Services, name: str) -> DatasetRecord | None:
