@@ -14,11 +14,13 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
+from sqlglot import exp
+
 from sandbox.errors import InvalidRequest, QueryRejected
-from sandbox.query import mechanisms
+from sandbox.query import keys, mechanisms
 from sandbox.query.mechanisms import Calibration
 from sandbox.query.summary import AggregateKind, QuerySummary
-from sandbox.query.validate import AggregateSpec, ValidatedQuery, fingerprint
+from sandbox.query.validate import AggregateSpec, GroupKey, ValidatedQuery, fingerprint
 
 
 class Quantity(StrEnum):
@@ -83,6 +85,7 @@ class QueryPlan:
     delta: float
     grouping: Grouping
     public_groups: tuple[tuple[Any, ...], ...]
+    public_identities: tuple[tuple[str | None, ...], ...]  # DuckDB's text of each public group's keys
     quantities: tuple[PlannedQuantity, ...]
     selection: Calibration | None
     min_group_size: int
@@ -172,9 +175,14 @@ def squares_shift(sensitivity: int) -> int:
     return max(0, sensitivity.bit_length() - SQUARES_BITS)
 
 
-def shifted_sensitivity(sensitivity: int, shift: int) -> int:
-    """Sensitivity of ``floor(S / 2**shift)`` when S moves by at most ``sensitivity``."""
-    return sensitivity if shift == 0 else (sensitivity >> shift) + 1
+def shifted_sensitivity(sensitivity: int, shift: int, touched: int) -> int:
+    """L1 sensitivity of the ``floor(S_g / 2**shift)`` values of all groups.
+
+    A unit moves the groups' S_g by d_g with sum(d_g) <= ``sensitivity`` over at most ``touched``
+    groups; each floor moves by at most ``(d_g >> shift) + 1``, so the total is at most
+    ``(sensitivity >> shift) + touched``.
+    """
+    return sensitivity if shift == 0 else (sensitivity >> shift) + touched
 
 
 def build_plan(
@@ -190,7 +198,7 @@ def build_plan(
     """Split ``epsilon`` (and ``delta``) across the query's base quantities and calibrate each."""
     check_budget_request(epsilon, delta)
     k = query.max_rows_per_unit
-    grouping, public_groups = _grouping(query, delta, max_key_cells)
+    grouping, public_groups, public_identities = _grouping(query, delta, max_key_cells)
     wanted: list[tuple[Quantity, str | None, Fraction | None]] = []
     for spec in query.aggregates:
         for item in needed_quantities(spec):
@@ -224,25 +232,27 @@ def build_plan(
             candidates = min(quantile_candidates, bounds.upper - bounds.lower + 1)
         else:
             shift = squares_shift(delta_) if quantity is Quantity.CENTERED_SUMSQ else 0
-            calibration = budget.additive(shifted_sensitivity(delta_, shift))
+            calibration = budget.additive(shifted_sensitivity(delta_, shift, touched))
             planned.append(PlannedQuantity(quantity, column, calibration, q, bounds, shift=shift))
             continue
         planned.append(PlannedQuantity(quantity, column, calibration, q, bounds, candidates))
     budget.check(planned, touched, selection)
+    # delta is charged only when the plan spends it: partition selection or Gaussian noise
+    delta_spent = delta if selection is not None or mechanism == "gaussian" else 0.0
 
     summary = QuerySummary(
         dataset=query.record.name,
-        dataset_version=query.record.version,
+        dataset_version=query.record.registration_id,
         table=query.table.name,
         columns=query.columns_used,
         aggregates=frozenset(s.kind for s in query.aggregates),
         group_by=tuple(g.name for g in query.group_keys),
         epsilon=epsilon,
-        delta=delta,
+        delta=delta_spent,
         normalized_sql=query.normalized_sql,
         fingerprint=fingerprint(
             query.record.name,
-            query.record.version,
+            query.record.registration_id,
             query.normalized_sql,
             repr(epsilon),
             repr(delta),
@@ -256,11 +266,12 @@ def build_plan(
         delta=delta,
         grouping=grouping,
         public_groups=tuple(public_groups),
+        public_identities=tuple(public_identities),
         quantities=tuple(planned),
         selection=selection,
         min_group_size=min_group_size,
         epsilon_spent=epsilon,
-        delta_spent=delta if selection is not None or mechanism == "gaussian" else 0.0,
+        delta_spent=delta_spent,
         summary=summary,
     )
 
@@ -338,9 +349,11 @@ def check_budget_request(epsilon: float, delta: float) -> None:
         raise InvalidRequest("delta must be in [0, 1).", code="request.delta")
 
 
-def _grouping(query: ValidatedQuery, delta: float, max_cells: int) -> tuple[Grouping, list[tuple[Any, ...]]]:
+def _grouping(
+    query: ValidatedQuery, delta: float, max_cells: int
+) -> tuple[Grouping, list[tuple[Any, ...]], list[tuple[str | None, ...]]]:
     if not query.group_keys:
-        return Grouping.NONE, [()]
+        return Grouping.NONE, [()], [()]
     if all(g.public_keys is not None for g in query.group_keys):
         cells = math.prod(len(g.public_keys or ()) for g in query.group_keys)
         if cells > max_cells:
@@ -349,7 +362,12 @@ def _grouping(query: ValidatedQuery, delta: float, max_cells: int) -> tuple[Grou
                 f"GROUP BY would produce {cells} public key combinations; the limit is {max_cells}. "
                 "Group by fewer columns.",
             )
-        return Grouping.PUBLIC_KEYS, list(itertools.product(*(g.public_keys or () for g in query.group_keys)))
+        texts = [_identities(query, g) for g in query.group_keys]
+        return (
+            Grouping.PUBLIC_KEYS,
+            list(itertools.product(*(g.public_keys or () for g in query.group_keys))),
+            list(itertools.product(*texts)),
+        )
     if delta <= 0:
         missing = ", ".join(g.name for g in query.group_keys if g.public_keys is None)
         raise QueryRejected(
@@ -357,4 +375,12 @@ def _grouping(query: ValidatedQuery, delta: float, max_cells: int) -> tuple[Grou
             f"GROUP BY {missing} has no public key list, so groups must be selected privately: "
             "pass delta > 0 (e.g. 1e-6), or group by columns with public keys.",
         )
-    return Grouping.THRESHOLD, []
+    return Grouping.THRESHOLD, [], []
+
+
+def _identities(query: ValidatedQuery, group: GroupKey) -> tuple[str | None, ...]:
+    """DuckDB's text of each public key of a grouped column, in the owner's order."""
+    assert isinstance(group.sql, exp.Column) and group.public_keys is not None
+    stored = query.stored.column(group.sql.name)
+    assert stored is not None
+    return keys.identities(stored.duckdb_type, group.public_keys)

@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
+from sandbox.errors import QueryFailed
 from sandbox.query import mechanisms
 from sandbox.query.plan import Grouping, PlannedQuantity, Quantity, QueryPlan, needed_quantities
 from sandbox.query.result import ColumnAccuracy, Result
@@ -32,9 +33,9 @@ class Exact:
     buckets: dict[str, dict[str, list[tuple[int, bool, int]]]]
 
 
-def key_text(key: Sequence[Any]) -> str:
-    """A canonical text for a group key, equal for equal values of YAML keys and DuckDB values."""
-    return json.dumps([None if v is None else str(v) for v in key])
+def key_text(identity: Sequence[str | None]) -> str:
+    """The one text of a group: the JSON list of DuckDB's texts of its key values."""
+    return json.dumps(list(identity))
 
 
 def exact_from_rows(
@@ -43,22 +44,36 @@ def exact_from_rows(
     names: list[str],
     quantile_rows: dict[str, list[tuple[Any, ...]]],
 ) -> Exact:
-    """Index DuckDB's rows by group key."""
+    """Index DuckDB's rows by group identity (``_t`` columns, DuckDB's text of each key).
+
+    Two exact groups with one identity would let one group's totals replace another's, so that
+    fails closed before any noise is drawn (it cannot happen while DuckDB's text of a value of one
+    type is one-to-one).
+    """
     width = len(plan.query.group_keys)
     groups: dict[str, tuple[GroupKey, dict[str, int]]] = {}
     for row in rows:
-        key = tuple(row[:width])
-        values = {name: int(v or 0) for name, v in zip(names, row[width:], strict=True)}
-        groups[key_text(key)] = (key, values)
+        text = key_text(row[width : 2 * width])
+        if text in groups:
+            raise _collision()
+        values = {name: int(v or 0) for name, v in zip(names, row[2 * width :], strict=True)}
+        groups[text] = (tuple(row[:width]), values)
     buckets: dict[str, dict[str, list[tuple[int, bool, int]]]] = {}
     for name, qrows in quantile_rows.items():
         per_group: dict[str, list[tuple[int, bool, int]]] = {}
         for row in qrows:
-            per_group.setdefault(key_text(row[:width]), []).append(
-                (int(row[width]), bool(row[width + 1]), int(row[width + 2]))
-            )
+            b, on_grid, n = row[2 * width :]
+            per_group.setdefault(key_text(row[width : 2 * width]), []).append((int(b), bool(on_grid), int(n)))
         buckets[name] = per_group
     return Exact(groups, buckets)
+
+
+def _collision() -> QueryFailed:
+    return QueryFailed(
+        "Two groups of this query could not be told apart after leaving the database, so no answer "
+        "is released; group by another expression.",
+        code="query.group_identity",
+    )
 
 
 def release(plan: QueryPlan, exact: Exact) -> Result:
@@ -86,7 +101,7 @@ def release(plan: QueryPlan, exact: Exact) -> Result:
         delta=plan.delta_spent,
         accuracy=accuracy,
         dataset=plan.query.record.name,
-        dataset_version=plan.query.record.version,
+        dataset_version=plan.query.record.registration_id,
         grouping=plan.grouping.value,
         suppressed_rows=sum(1 for i in order if i in suppressed),
         meta={
@@ -104,15 +119,14 @@ def _groups(plan: QueryPlan, exact: Exact) -> tuple[list[str], list[GroupKey], d
     if plan.grouping is Grouping.NONE:
         return [key_text(())], [()], None
     if plan.grouping is Grouping.PUBLIC_KEYS:
-        values = list(plan.public_groups)
-        return [key_text(v) for v in values], values, None
+        return [key_text(i) for i in plan.public_identities], list(plan.public_groups), None
     assert plan.selection is not None
     counts = {text: values.get("n", 0) for text, (_, values) in exact.groups.items()}
     released = mechanisms.release_thresholded(plan.selection, counts)
     try:
-        selected = sorted(released, key=lambda t: _sort_key(exact.groups[t][0]))
-    except TypeError:  # keys of mixed types in one column: order them as text
-        selected = sorted(released, key=lambda t: key_text(exact.groups[t][0]))
+        selected = sorted(released, key=lambda t: (_sort_key(exact.groups[t][0]), t))
+    except TypeError:  # keys of mixed types in one column: order them by their identity
+        selected = sorted(released)
     return selected, [exact.groups[t][0] for t in selected], released
 
 

@@ -2,6 +2,14 @@
 
 One statement computes every exact aggregate per group over the stored (bounded, clamped) table;
 quantile scores come from one bucket-count statement per quantile.
+
+No generated statement may fail, or behave differently, because of the data. The whitelist admits
+total functions only and the catalogue stores one timestamp kind and bounds whose arithmetic cannot
+overflow; as a second line, every WHERE conjunct and GROUP BY key that is more than a column
+compared with constants runs inside DuckDB's ``TRY``, so a value that would raise makes that row's
+condition (or key) NULL instead of failing the statement. Plain comparisons stay bare so DuckDB can
+still push them into the scan. Each group carries its identity as DuckDB's own text of the key
+(``_t0`` ...), so groups DuckDB keeps apart stay apart after leaving DuckDB.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
+from sandbox.query import whitelist as wl
 from sandbox.query.plan import PlannedQuantity, Quantity, QueryPlan
 
 
@@ -53,18 +62,67 @@ def exact_columns(plan: QueryPlan) -> list[ExactColumn]:
     return [ExactColumn(name, sql) for name, sql in columns.items()]
 
 
-def aggregate_sql(plan: QueryPlan) -> str:
-    """SELECT <group keys>, <exact aggregates> FROM <table> [WHERE] [GROUP BY]."""
+PLAIN_PREDICATES: tuple[type[exp.Expression], ...] = (*wl.COMPARISONS, exp.In, exp.Between, exp.Is)
+CONSTANTS: tuple[type[exp.Expression], ...] = (exp.Literal, exp.Null, exp.Boolean)
+
+
+def guarded_where(where: exp.Expr) -> exp.Expr:
+    """The WHERE condition with every conjunct that is not a plain comparison inside ``TRY``."""
+    conjuncts = list(where.flatten()) if isinstance(where, exp.And) else [where]
+    guarded = [
+        c.copy() if _plain(c) else exp.Anonymous(this="TRY", expressions=[c.copy()]) for c in conjuncts
+    ]
+    return exp.and_(*guarded) if len(guarded) > 1 else guarded[0]
+
+
+def guarded_key(key: exp.Expr) -> exp.Expr:
+    """A GROUP BY key: a bare column, or a computed expression inside ``TRY``."""
+    return key.copy() if isinstance(key, exp.Column) else exp.Anonymous(this="TRY", expressions=[key.copy()])
+
+
+def _plain(condition: exp.Expr) -> bool:
+    """A column compared with constants (whose kinds the validator matched): cannot raise."""
+    while isinstance(condition, exp.Paren):
+        condition = condition.this
+    if not isinstance(condition, PLAIN_PREDICATES):
+        return False
+    operands = [v for k, v in condition.args.items() if k != "this" and v is not None]
+    flat = [o for v in operands for o in (v if isinstance(v, list) else [v])]
+    return isinstance(condition.this, exp.Column) and all(_constant(o) for o in flat)
+
+
+def _constant(node: exp.Expr) -> bool:
+    if isinstance(node, exp.Cast):
+        return isinstance(node.this, exp.Literal)
+    return isinstance(node, CONSTANTS)
+
+
+def group_columns(plan: QueryPlan) -> list[exp.Expr]:
+    """``_g<i>``: each group key; ``_t<i>``: its identity, DuckDB's text of the key."""
+    keys = [guarded_key(g.sql) for g in plan.query.group_keys]
+    values = [exp.alias_(k, f"_g{i}", quoted=True) for i, k in enumerate(keys)]
+    texts = [exp.alias_(exp.cast(k.copy(), "VARCHAR"), f"_t{i}", quoted=True) for i, k in enumerate(keys)]
+    return values + texts
+
+
+def _grouped(select: exp.Select, plan: QueryPlan, *extra: exp.Expr) -> exp.Select:
+    """``select`` with the plan's WHERE and GROUP BY (the key expressions themselves)."""
     query = plan.query
-    select = exp.select(
-        *[exp.alias_(g.sql.copy(), f"_g{i}", quoted=True) for i, g in enumerate(query.group_keys)],
-        *[exp.alias_(c.sql, c.name, quoted=True) for c in exact_columns(plan)],
-    ).from_(exp.table_(query.stored.physical, quoted=True))
     if query.where is not None:
-        select = select.where(query.where.copy())
-    if query.group_keys:
-        select = select.group_by(*[exp.column(f"_g{i}", quoted=True) for i in range(len(query.group_keys))])
-    return select.sql(dialect="duckdb")
+        select = select.where(guarded_where(query.where))
+    keys = [guarded_key(g.sql) for g in query.group_keys]
+    if keys or extra:
+        select = select.group_by(*keys, *extra)
+    return select
+
+
+def aggregate_sql(plan: QueryPlan) -> str:
+    """SELECT <group keys>, <key identities>, <exact aggregates> FROM <table> [WHERE] [GROUP BY]."""
+    select = exp.select(
+        *group_columns(plan),
+        *[exp.alias_(c.sql, c.name, quoted=True) for c in exact_columns(plan)],
+    ).from_(exp.table_(plan.query.stored.physical, quoted=True))
+    return _grouped(select, plan).sql(dialect="duckdb")
 
 
 def quantile_sql(plan: QueryPlan, planned: PlannedQuantity) -> str:
@@ -89,19 +147,16 @@ def quantile_sql(plan: QueryPlan, planned: PlannedQuantity) -> str:
         this=exp.Mod(this=offset.copy(), expression=exp.Literal.number(step)),
         expression=exp.Literal.number(0),
     )
-    groups = [exp.alias_(g.sql.copy(), f"_g{i}", quoted=True) for i, g in enumerate(query.group_keys)]
     select = exp.select(
-        *groups,
+        *group_columns(plan),
         exp.alias_(bucket, "_b", quoted=True),
         exp.alias_(on_grid, "_on", quoted=True),
         exp.alias_(exp.Count(this=exp.Star()), "_n", quoted=True),
     ).from_(exp.table_(query.stored.physical, quoted=True))
-    not_null = exp.Not(this=exp.Is(this=exp.column(column.clamped, quoted=True), expression=exp.null()))
-    condition = not_null if query.where is None else exp.and_(query.where.copy(), not_null)
-    select = select.where(condition)
-    keys = [exp.column(f"_g{i}", quoted=True) for i in range(len(query.group_keys))]
-    select = select.group_by(*keys, exp.column("_b", quoted=True), exp.column("_on", quoted=True))
-    return select.sql(dialect="duckdb")
+    select = select.where(
+        exp.Not(this=exp.Is(this=exp.column(column.clamped, quoted=True), expression=exp.null()))
+    )
+    return _grouped(select, plan, bucket.copy(), on_grid.copy()).sql(dialect="duckdb")
 
 
 def quantile_step(planned: PlannedQuantity) -> int:
