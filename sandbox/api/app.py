@@ -32,6 +32,7 @@ from sandbox.api.routes import (
     usage,
 )
 from sandbox.api.services import Services
+from sandbox.api.strict_json import StrictJSONBody
 from sandbox.settings import Settings, load_settings
 
 DESCRIPTION = """\
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(StrictJSONBody)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     prefix = _service_prefix(settings)
     if prefix:

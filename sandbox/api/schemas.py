@@ -8,10 +8,11 @@ without physical storage details.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sandbox import ranges
 from sandbox.audit.models import AuditEventView, VerifyReport
 from sandbox.catalog.models import Classification, ColumnRole, DatasetRecord
 from sandbox.ledger import BudgetView, QueryView
@@ -21,6 +22,12 @@ from sandbox.principals import Principal, Role
 from sandbox.query.summary import AggregateKind
 
 NAME = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+# Numbers must be JSON numbers (strict: "1" and true are refused) within the sane ranges.
+Epsilon = Annotated[
+    float, Field(strict=True, ge=ranges.MIN_EPSILON, le=ranges.MAX_EPSILON, allow_inf_nan=False)
+]
+Delta = Annotated[float, Field(strict=True, ge=0, le=ranges.MAX_DELTA, allow_inf_nan=False)]
+GroupSize = Annotated[int, Field(strict=True, ge=0, le=ranges.MAX_MIN_GROUP_SIZE)]
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
@@ -265,8 +272,8 @@ class AccessRequestCreate(BaseModel):
     dataset: str = NAME
     purpose: str = Field(min_length=1, max_length=2000)
     columns: list[str] = Field(min_length=1, max_length=1000)
-    epsilon: float = Field(gt=0, allow_inf_nan=False, description="Total epsilon asked for.")
-    delta: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False, description="Total delta asked for.")
+    epsilon: Epsilon = Field(description="Total epsilon asked for.")
+    delta: Delta = Field(0.0, description="Total delta asked for.")
     valid_until: datetime
     valid_from: datetime | None = None
 
@@ -301,12 +308,12 @@ class Approval(BaseModel):
     )
 
     columns: list[str] | None = Field(None, max_length=1000, description="Granted columns (default: asked).")
-    epsilon: float | None = Field(None, gt=0, allow_inf_nan=False, description="Granted total epsilon.")
-    delta: float | None = Field(None, ge=0, lt=1, allow_inf_nan=False, description="Granted total delta.")
+    epsilon: Epsilon | None = Field(None, description="Granted total epsilon.")
+    delta: Delta | None = Field(None, description="Granted total delta.")
     valid_until: datetime | None = None
-    max_epsilon_per_query: float = Field(gt=0, allow_inf_nan=False)
-    max_delta_per_query: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False)
-    min_group_size: int = Field(0, ge=0, le=1_000_000_000)
+    max_epsilon_per_query: Epsilon
+    max_delta_per_query: Delta = 0.0
+    min_group_size: GroupSize = 0
     aggregates: list[AggregateKind] | None = Field(None, description="Allowed aggregates (default: all).")
 
 
@@ -391,8 +398,8 @@ class QueryRequest(BaseModel):
 
     dataset: str = NAME
     sql: str = Field(min_length=1, description="One SELECT; the SQL length limit is a setting (413).")
-    epsilon: float = Field(gt=0, allow_inf_nan=False)
-    delta: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False)
+    epsilon: Epsilon
+    delta: Delta = 0.0
 
 
 class ColumnAccuracyOut(BaseModel):

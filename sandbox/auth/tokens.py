@@ -72,7 +72,7 @@ def issue(
             f"token notes are at most {MAX_NOTE_LENGTH} characters", code="token.invalid_note"
         )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token_id = "tok_" + secrets.token_hex(8)
+    token_id = "tok_" + secrets.token_hex(16)
     expires_at = now + timedelta(days=ttl_days)
     session.add(
         ApiToken(

@@ -42,7 +42,7 @@ MAX_REASON_LENGTH = 2000
 
 def new_id(prefix: str) -> str:
     """A random object id such as ``req_3f2a9c...``."""
-    return f"{prefix}_{secrets.token_hex(8)}"
+    return f"{prefix}_{secrets.token_hex(16)}"
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from sandbox import ranges
 from sandbox.errors import InvalidRequest, QueryRejected
 from sandbox.query import keys, mechanisms
 from sandbox.query.mechanisms import Calibration
@@ -342,11 +343,21 @@ class _Budget:
 
 
 def check_budget_request(epsilon: float, delta: float) -> None:
-    """Epsilon must be positive and finite, delta in [0, 1)."""
-    if not (isinstance(epsilon, int | float) and math.isfinite(epsilon) and epsilon > 0):
-        raise InvalidRequest("epsilon must be a positive finite number.", code="request.epsilon")
-    if not (isinstance(delta, int | float) and math.isfinite(delta) and 0 <= delta < 1):
-        raise InvalidRequest("delta must be in [0, 1).", code="request.delta")
+    """Epsilon and delta must be numbers within the sane ranges (``sandbox.ranges``); the per-query
+    epsilon ceiling is the ``max_epsilon_per_query`` setting, checked by the engine."""
+    if not (
+        isinstance(epsilon, int | float)
+        and not isinstance(epsilon, bool)
+        and math.isfinite(epsilon)
+        and epsilon >= ranges.MIN_EPSILON
+    ):
+        raise InvalidRequest(
+            f"epsilon must be a finite number of at least {ranges.MIN_EPSILON:g}.", code="request.epsilon"
+        )
+    if not (
+        isinstance(delta, int | float) and not isinstance(delta, bool) and 0 <= delta <= ranges.MAX_DELTA
+    ):
+        raise InvalidRequest(f"delta must be a number from 0 to {ranges.MAX_DELTA:g}.", code="request.delta")
 
 
 def _grouping(

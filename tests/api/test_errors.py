@@ -106,9 +106,7 @@ def test_413_sql_too_long_is_refused_and_recorded(world: World) -> None:
 @pytest.mark.parametrize(
     ("content", "field"),
     [
-        (b'{"dataset": "pums", "sql": "SELECT 1",', "body"),
         (b'{"dataset": "pums", "sql": "SELECT COUNT(*) FROM people", "epsilon": -1}', "epsilon"),
-        (b'{"dataset": "pums", "sql": "SELECT COUNT(*) FROM people", "epsilon": Infinity}', "epsilon"),
         (b'{"dataset": "pums", "epsilon": 0.1}', "sql"),
         (b'{"dataset": "secret-value-42!", "sql": "x", "epsilon": 0.1}', "dataset"),
     ],
@@ -161,5 +159,4 @@ def test_422_undecodable_body(world: World) -> None:
         response = client.post(
             "/api/v1/queries", content=b"\xff\xfe\x00garbage", headers={"Content-Type": "application/json"}
         )
-    assert response.status_code == 422
-    assert response.json()["error"]["code"] in {"request.invalid", "request.malformed"}
+    assert_error(response, 422, "request.json_invalid")
