@@ -99,7 +99,7 @@ def make_dataset(
         metadata=metadata,
         tables=[stored],
         version=version or hashlib.sha256(b"version:" + name.encode()).hexdigest(),
-        registration_id="reg_" + hashlib.sha256(b"registration:" + (version or name).encode()).hexdigest()[:32],
+        registration_id="reg_" + hashlib.sha256(f"registration:{version or name}".encode()).hexdigest()[:32],
         registered_at=START,
         database_file=f"{name}.duckdb",
     )
