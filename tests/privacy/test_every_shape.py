@@ -1,0 +1,96 @@
+"""Every accepted query shape on hand-built adversarial neighbours (no randomness in the data).
+
+``covering_shapes`` crosses each aggregate with each grouping mode and each WHERE family of the
+whitelist (about 1,100 queries per pair). The pairs put one added unit next to large groups of D
+on every collision we know of — TIMESTAMP_NS values 1 ns apart, ``infinity`` next to 9999-12-31,
+dates outside TIMESTAMP_NS next to TIMESTAMP_NS columns, BIGINT values near 2**62 and 2**63,
+NaN and ±inf — in Parquet (ns and µs timestamps) and CSV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from privacy_check import check_pair
+from privacy_data import (
+    DAY_2024,
+    DAY_9999,
+    DAY_INFINITY,
+    I64_MAX,
+    SECOND_2024,
+    Pair,
+    Profile,
+    Row,
+    with_units,
+)
+from privacy_shapes import covering_shapes
+
+T0_NS = SECOND_2024 * 10**9
+T0_US = SECOND_2024 * 10**6
+US_9999 = 253_402_300_799_999_999
+
+
+def _base(t: list[int | None], extremes: bool) -> list[Row]:
+    """Large groups at the colliding values, a group of NULLs, and (Parquet only) extremes."""
+    common = {
+        "k": "a",
+        "s": "a",
+        "g": 1,
+        "t": t[0],
+        "u": t[0],
+        "d": DAY_9999,
+        "e": DAY_9999,
+        "x": 1.5,
+        "n": 3,
+    }
+    second = {"k": "b", "s": "数据", "g": 2**62, "t": t[1], "u": t[2], "d": DAY_2024, "e": -200_000}
+    second |= {"x": -2.25, "n": 100}
+    nulls = dict.fromkeys(common)
+    groups = [[common]] * 40 + [[second]] * 20 + [[nulls]] * 5
+    if extremes:
+        wild = {"k": "c", "s": "", "g": -(2**63), "t": t[3], "u": t[3], "d": -DAY_INFINITY, "e": DAY_9999 + 1}
+        wild |= {"x": float("inf"), "n": 2**63 - 1}
+        groups += [[wild]] * 3 + [[{**wild, "x": float("nan"), "g": 2**63 - 1}]] * 3
+    return with_units(groups)
+
+
+def _added(t: list[int | None], extremes: bool) -> list[Row]:
+    """One unit with two rows: twins of the large groups' values, then extremes."""
+    twin = {
+        "k": "a",
+        "s": "a",
+        "g": 7,
+        "t": t[4],
+        "u": t[4],
+        "d": DAY_9999,
+        "e": DAY_9999,
+        "x": 9.99,
+        "n": 100,
+    }
+    if extremes:
+        twin |= {"d": DAY_INFINITY, "e": DAY_INFINITY}
+    other = {"k": "z", "s": "A", "g": 2**62 + 1, "t": t[5], "u": t[5], "e": -200_000}
+    other |= {"d": DAY_9999 + 1, "x": -1e308, "n": 2**62} if extremes else {"d": DAY_2024, "x": -9.5, "n": -5}
+    return with_units([[twin, other]], first_uid=1_000_000)
+
+
+NS = [T0_NS, T0_NS + 1_000, 9_223_372_036_854_775_000, I64_MAX, T0_NS + 1, -9_223_372_036_854_775_000]
+US = [T0_US, US_9999, T0_US + 1, -I64_MAX, I64_MAX, -14_831_769_600_000_000]
+CSV = [T0_NS, T0_NS + 1_000, T0_NS + 2_000, T0_NS + 3_000, T0_NS + 4_000, T0_NS - 1_000]
+PAIRS = {
+    "parquet-ns": Pair(Profile("parquet", "ns", 2), _base(list(NS), True), _added(list(NS), True)),
+    "parquet-us": Pair(Profile("parquet", "us", 2), _base(list(US), True), _added(list(US), True)),
+    "csv-ns": Pair(Profile("csv", "ns", 2), _base(list(CSV), False), _added(list(CSV), False)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_every_shape_on_adversarial_neighbours(name: str, tmp_path: Path) -> None:
+    """Each aggregate × grouping mode × WHERE family answers alike on D and D′."""
+    pair = PAIRS[name]
+    report = check_pair(pair, tmp_path, covering_shapes())
+    for side, label in ((pair.d, "D"), (pair.d_prime, "D′")):
+        assert side.error is None, f"{label} was not registered: {side.error and side.error.details}"
+    assert report.answered > report.ran // 2, f"only {report.answered} of {report.ran} shapes answered"
+    assert not report.problems, report.message(pair)
