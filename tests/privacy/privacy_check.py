@@ -8,12 +8,18 @@ answer (see ``privacy_shapes.compare``); no answer may carry a digest of the sto
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from privacy_compare import Outcome, compare, engine_for, run
 from privacy_data import Pair, Registered
-from privacy_shapes import Outcome, Shape, compare, content_digests, digest_leaks, engine_for, run
+from privacy_shapes import Shape
+
+from sandbox.query import Result
 
 
 @dataclass
@@ -78,3 +84,51 @@ def check_registered(pair: Pair, folder: Path, shapes: Iterable[Shape]) -> Repor
         for engine in engines:
             engine.close()
     return report
+
+
+HEX_RUN = re.compile(r"[0-9a-f]{16,}")
+
+
+def strings_of(value: Any) -> Iterator[str]:
+    """Every string inside a JSON-like value (keys included)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings_of(key)
+            yield from strings_of(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from strings_of(item)
+
+
+def content_digests(side: Registered, source_bytes: bytes) -> set[str]:
+    """Digests an owner or auditor may see: the source's SHA-256, every ``*sha256*`` field and the
+    record's ``version`` (the SHA-256 of the metadata and content; analysts get an opaque id)."""
+    digests = {hashlib.sha256(source_bytes).hexdigest()}
+    if side.record is not None:
+        digests.add(side.record.version.lower())
+        for key, value in _items(side.record.model_dump(mode="json")):
+            if "sha256" in key and isinstance(value, str):
+                digests.add(value.lower())
+    return digests
+
+
+def _items(value: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key), item
+            yield from _items(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _items(item)
+
+
+def digest_leaks(result: Result, digests: set[str]) -> list[str]:
+    """Analyst-visible strings that contain (16 hex digits or more of) a content digest."""
+    leaks = []
+    for text in strings_of(result.to_dict()):
+        for digits in HEX_RUN.findall(text.lower()):
+            if any(digits in digest for digest in digests):
+                leaks.append(text)
+    return leaks

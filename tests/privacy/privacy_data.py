@@ -186,7 +186,6 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "x": ("float64", "measure", "DOUBLE"),
     "n": ("int64", "measure", "BIGINT"),
 }
-VALUE_COLUMNS = [c for c in COLUMNS if c != UNIT]
 
 
 def arrow_table(rows: list[Row], profile: Profile) -> pa.Table:
@@ -218,7 +217,11 @@ def write_source(rows: list[Row], profile: Profile, folder: Path) -> Path:
 
 
 def metadata(profile: Profile, source: str) -> dict[str, Any]:
-    """The owner's metadata document, identical for D and D′."""
+    """The owner's metadata document, identical for D and D′.
+
+    Column types are declared whenever the catalogue reads them (issue 8: types come from the
+    metadata, never from the values alone); older catalogues infer them from the source.
+    """
     declares_type = "type" in ColumnSpec.model_fields
     columns: list[dict[str, Any]] = []
     for name, (_, role, declared) in COLUMNS.items():

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 PROFILES = {
     "ci": settings(
-        max_examples=60,
+        max_examples=40,
         derandomize=True,
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
         deadline=None,

@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from privacy_check import Report, check_registered
+from privacy_check import Report, check_registered, content_digests, digest_leaks
+from privacy_compare import engine_for, run
 from privacy_data import (
     DAY_2024,
     DAY_9999,
@@ -28,7 +29,7 @@ from privacy_data import (
     with_units,
     write_source,
 )
-from privacy_shapes import Aggregate, Shape, content_digests, digest_leaks, engine_for, run
+from privacy_shapes import Aggregate, Shape
 
 T0_NS = SECOND_2024 * 10**9
 T0_US = SECOND_2024 * 10**6
