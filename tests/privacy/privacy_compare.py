@@ -54,18 +54,25 @@ def engine_for(side: Registered) -> Engine:
 
 
 def run(engine: Engine, sql: str, delta: float, epsilon: float = HUGE_EPSILON) -> Outcome:
-    """Plan then execute, as the gateway does; the charge is what the plan reserved."""
+    """Plan then execute, as the gateway does; the charge is what the plan reserved.
+
+    An error other than a ``SandboxError`` is the gateway's HTTP 500: an outcome too, compared
+    like the others (code ``internal``).
+    """
     try:
         plan = engine.plan(DATASET, sql, epsilon, delta)
-    except SandboxError as error:
-        return Outcome((type(error).__name__, error.code), None, None)
+    except Exception as error:
+        return Outcome(_error(error), None, None)
     charge = (plan.epsilon_spent, plan.delta_spent)
     try:
         return Outcome(None, charge, engine.execute(plan))
-    except SandboxError as error:
-        return Outcome((type(error).__name__, error.code), charge, None)
-    except Exception as error:  # the gateway answers 500: an outcome too, compared like the others
-        return Outcome((type(error).__name__, "internal"), charge, None)
+    except Exception as error:
+        return Outcome(_error(error), charge, None)
+
+
+def _error(error: Exception) -> tuple[str, str]:
+    code = error.code if isinstance(error, SandboxError) else "internal"
+    return type(error).__name__, code
 
 
 def compare(shape: Shape, profile: Profile, d: Outcome, d_prime: Outcome) -> list[str]:

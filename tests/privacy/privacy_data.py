@@ -89,6 +89,7 @@ TIMESTAMP_KEYS = {
     "us": ["2024-01-01 00:00:00", "9999-12-31 23:59:59.999999"],
 }
 DATE_KEYS = ["2024-01-01", "9999-12-31"]
+DOUBLE_KEYS = [0.0, 1.5]
 STRING_KEYS = ["a", "b", "c"]
 STRING_POOL: tuple[str | None, ...] = (
     "a",
@@ -183,6 +184,7 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "u": ("timestamp", "dimension", "TIMESTAMP"),
     "d": ("date", "dimension", "DATE"),  # public keys
     "e": ("date", "dimension", "DATE"),
+    "f": ("float64", "dimension", "DOUBLE"),  # public keys
     "x": ("float64", "measure", "DOUBLE"),
     "n": ("int64", "measure", "BIGINT"),
 }
@@ -234,6 +236,8 @@ def metadata(profile: Profile, source: str) -> dict[str, Any]:
             column["keys"] = list(TIMESTAMP_KEYS[profile.time_unit])
         elif name == "d":
             column["keys"] = list(DATE_KEYS)
+        elif name == "f":
+            column["keys"] = list(DOUBLE_KEYS)
         elif role == "measure":
             bounds = profile.bounds(name)
             column["lower"], column["upper"] = bounds.lower, bounds.upper
@@ -291,13 +295,14 @@ class Pair:
     profile: Profile
     base: list[Row]
     added: list[Row]
+    added_first: bool = False  # where D′'s source holds the added rows: first rows win ties in DuckDB
     d: Registered = field(init=False, repr=False)
     d_prime: Registered = field(init=False, repr=False)
 
     @property
     def neighbour(self) -> list[Row]:
         """The rows of D′."""
-        return self.base + self.added
+        return self.added + self.base if self.added_first else self.base + self.added
 
     def register(self, folder: Path) -> None:
         """Register D under ``folder/d`` and D′ under ``folder/d_prime``."""
@@ -311,12 +316,16 @@ class Pair:
             text = repr({c: v for c, v in row.items() if c != UNIT})
             counts[text] = counts.get(text, 0) + 1
         base = "; ".join(f"{n} x {text}" for text, n in counts.items()) or "no rows"
-        return f"{self.profile}\n  D: {base}\n  D′ adds: {self.added!r}"
+        where = "before" if self.added_first else "after"
+        return f"{self.profile}\n  D: {base}\n  D′ adds ({where} D's rows): {self.added!r}"
 
 
 def twin(profile: Profile, column: str, value: Any) -> Any:
-    """A value that collides with ``value`` once it leaves DuckDB, or ``value`` itself."""
+    """A value that collides with ``value`` once it leaves DuckDB, or ``value`` itself (for DOUBLE:
+    0.0 and -0.0, one group in DuckDB with two texts)."""
     kind = COLUMNS[column][0]
+    if kind == "float64" and value == 0.0:
+        return -value
     table = TWINS["date"] if kind == "date" else TWINS[profile.time_unit] if kind == "timestamp" else {}
     return table.get(value, value)
 

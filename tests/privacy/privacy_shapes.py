@@ -48,10 +48,10 @@ AGGREGATES = [
     *_measure_aggregates("n"),
 ]
 
-# Grouping mode -> GROUP BY lists. k, t and d have public keys; the others are selected privately.
+# Grouping mode -> GROUP BY lists. k, t, d and f have public keys; the others are selected privately.
 GROUPINGS: dict[str, list[tuple[str, ...]]] = {
     "none": [()],
-    "public_keys": [("k",), ("t",), ("d",), ("k", "d")],
+    "public_keys": [("k",), ("t",), ("d",), ("f",), ("k", "d")],
     "threshold": [
         ("s",),
         ("g",),
@@ -61,6 +61,7 @@ GROUPINGS: dict[str, list[tuple[str, ...]]] = {
         ("year(e)",),
         ("date_trunc('day', u)",),
         ("lower(s)",),
+        ("f * 1",),
     ],
 }
 
@@ -75,6 +76,7 @@ WHERE_FAMILIES: dict[str, list[str]] = {
         "t >= '2024-01-01 00:00:00'",
         "d >= DATE '2024-01-01'",
         "x IS NOT DISTINCT FROM 0",
+        "f = 0",
         "e IS DISTINCT FROM d",
     ],
     "temporal_mix": ["t = u", "TRY_CAST(e AS TIMESTAMP) < u", "u > TIMESTAMP '1500-01-01 00:00:00'"],

@@ -17,6 +17,7 @@ from privacy_check import check_pair
 from privacy_data import (
     BIGINT_POOL,
     DATE_POOL,
+    DAY_9999,
     DOUBLE_POOL,
     N_BOUNDS,
     STRING_KEYS,
@@ -35,22 +36,40 @@ from privacy_shapes import Shape, every_shape
 ADDED_UID = 1_000_000
 SHAPES = every_shape()
 
-# Wide bounds and CSV sources are drawn less often: the catalogue may refuse them (both sides alike)
-# or fail to read an extreme value from CSV (the owner sees why), and then there is nothing to compare.
+# Wide bounds and CSV sources are drawn less often: the catalogue may refuse such bounds (both sides
+# alike) or a CSV value its declared type cannot hold (the owner sees why), and then there is
+# nothing to compare.
 profiles = st.builds(
     Profile,
     source=st.sampled_from(["parquet", "parquet", "csv"]),
     time_unit=st.sampled_from(["ns", "us"]),
     max_rows_per_unit=st.integers(1, 2),
-    x=st.sampled_from([*[X_BOUNDS[0]] * 4, *[X_BOUNDS[2]] * 2, X_BOUNDS[1]]),
-    n=st.sampled_from([*[N_BOUNDS[0]] * 4, *[N_BOUNDS[2]] * 2, N_BOUNDS[1]]),
+    x=st.sampled_from([*[X_BOUNDS[0]] * 6, *[X_BOUNDS[2]] * 3, X_BOUNDS[1]]),
+    n=st.sampled_from([*[N_BOUNDS[0]] * 6, *[N_BOUNDS[2]] * 3, N_BOUNDS[1]]),
 )
 
 
+def _in_csv(value: int | None, per_second: int) -> bool:
+    """Whether a raw temporal value is written to CSV as text a TIMESTAMP or DATE can read back
+    (whole microseconds, years 1 to 9999; ``per_second`` 0 for days)."""
+    if value is None:
+        return True
+    if per_second == 0:
+        return -719_162 <= value <= DAY_9999
+    seconds, fraction = divmod(value, per_second)
+    return fraction % max(per_second // 10**6, 1) == 0 and -62_135_596_800 <= seconds < 253_402_300_800
+
+
 def rows(profile: Profile) -> st.SearchStrategy[Row]:
-    """One row: every column from its adversarial pool, measures sometimes ordinary values."""
-    timestamps = st.sampled_from(TIMESTAMP_POOL[profile.time_unit])
-    dates = st.sampled_from(DATE_POOL)
+    """One row: every column from its adversarial pool, measures sometimes ordinary values. D's rows
+    in a CSV source keep to temporal values CSV text can hold (the added unit may still break that)."""
+    timestamp_pool, date_pool = TIMESTAMP_POOL[profile.time_unit], DATE_POOL
+    if profile.source == "csv":
+        per_second = 10**9 if profile.time_unit == "ns" else 10**6
+        timestamp_pool = tuple(v for v in timestamp_pool if _in_csv(v, per_second))
+        date_pool = tuple(v for v in date_pool if _in_csv(v, 0))
+    timestamps = st.sampled_from(timestamp_pool)
+    dates = st.sampled_from(date_pool)
     return st.fixed_dictionaries(
         {
             "k": st.sampled_from([*STRING_KEYS, "z", None]),
@@ -60,6 +79,7 @@ def rows(profile: Profile) -> st.SearchStrategy[Row]:
             "u": timestamps,
             "d": dates,
             "e": dates,
+            "f": st.sampled_from(DOUBLE_POOL),
             "x": st.sampled_from(DOUBLE_POOL) | st.floats(-20, 20, allow_nan=False),
             "n": st.sampled_from(BIGINT_POOL) | st.integers(-200, 200),
         }
@@ -96,7 +116,7 @@ def pairs(draw: st.DrawFn) -> Pair:
     base = with_units([template for template, copies in templates for _ in range(copies)])
     size = draw(st.integers(1, profile.max_rows_per_unit))
     added = with_units([[draw(added_row(profile, base)) for _ in range(size)]], first_uid=ADDED_UID)
-    return Pair(profile, base, added)
+    return Pair(profile, base, added, added_first=draw(st.booleans()))
 
 
 @chosen()  # type: ignore[untyped-decorator]  # given() returns Callable[..., None]
