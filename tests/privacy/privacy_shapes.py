@@ -163,6 +163,15 @@ class Shape:
         return text
 
 
+def probe_shapes() -> list[Shape]:
+    """COUNT(*) by every grouping, without WHERE: cheap queries that see any group key collision."""
+    return [
+        Shape(AGGREGATES[0], mode, group_by, "none", None)
+        for mode, lists in GROUPINGS.items()
+        for group_by in lists
+    ]
+
+
 def every_shape() -> list[Shape]:
     """Each aggregate × each grouping × each WHERE condition of each family (the full product)."""
     shapes = []
