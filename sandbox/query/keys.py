@@ -12,17 +12,19 @@ from typing import Any
 
 import duckdb
 
+from sandbox.query.scalar import kind_of_duckdb_type
+from sandbox.query.whitelist import Kind
+
 
 @lru_cache(maxsize=256)
 def identities(duckdb_type: str, keys: tuple[Any, ...]) -> tuple[str | None, ...]:
-    """DuckDB's text of each key cast to the column's type (None for a NULL key)."""
+    """DuckDB's text of each key cast to the column's type (None for a NULL key); numeric keys as
+    ``key + 0``, as the generated statement releases them (-0.0 is 0.0)."""
+    value = "TRY_CAST($1 AS {type})" + (" + 0" if kind_of_duckdb_type(duckdb_type) is Kind.NUMERIC else "")
+    sql = f"SELECT CAST({value.format(type=duckdb_type)} AS VARCHAR)"
     texts: list[str | None] = []
     with duckdb.connect(config={"enable_external_access": False}) as con:
         for key in keys:
-            row = (
-                None
-                if key is None
-                else con.execute(f"SELECT CAST(TRY_CAST($1 AS {duckdb_type}) AS VARCHAR)", [key]).fetchone()
-            )
+            row = None if key is None else con.execute(sql, [key]).fetchone()
             texts.append(None if row is None else row[0])
     return tuple(texts)

@@ -20,6 +20,8 @@ from sqlglot import exp
 
 from sandbox.query import whitelist as wl
 from sandbox.query.plan import PlannedQuantity, Quantity, QueryPlan
+from sandbox.query.validate import GroupKey
+from sandbox.query.whitelist import Kind
 
 
 @dataclass(frozen=True)
@@ -98,11 +100,20 @@ def _constant(node: exp.Expr) -> bool:
 
 
 def group_columns(plan: QueryPlan) -> list[exp.Expr]:
-    """``_g<i>``: each group key; ``_t<i>``: its identity, DuckDB's text of the key."""
-    keys = [guarded_key(g.sql) for g in plan.query.group_keys]
+    """``_g<i>``: each group key; ``_t<i>``: its identity, DuckDB's text of the key.
+
+    DuckDB puts 0.0 and -0.0 in one group but keeps the sign of whichever row it met first, so a
+    numeric key is released as ``key + 0`` (same type and value, -0.0 becomes 0.0).
+    """
+    keys = [_released_key(g) for g in plan.query.group_keys]
     values = [exp.alias_(k, f"_g{i}", quoted=True) for i, k in enumerate(keys)]
     texts = [exp.alias_(exp.cast(k.copy(), "VARCHAR"), f"_t{i}", quoted=True) for i, k in enumerate(keys)]
     return values + texts
+
+
+def _released_key(group: GroupKey) -> exp.Expr:
+    key = guarded_key(group.sql)
+    return exp.Add(this=key, expression=exp.Literal.number(0)) if group.kind is Kind.NUMERIC else key
 
 
 def _grouped(select: exp.Select, plan: QueryPlan, *extra: exp.Expr) -> exp.Select:
