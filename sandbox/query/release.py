@@ -184,7 +184,8 @@ def _quantile(plan: QueryPlan, planned: PlannedQuantity, exact: Exact, group: st
         scores.append(abs(below_weight * below - above_weight * above))
         below += counts[i]
     index = mechanisms.release_argmin(planned.calibration, scores)
-    return (planned.bounds.lower + index * step) * planned.bounds.unit
+    # the grid's last candidate may pass the upper bound when the step was rounded up
+    return min(planned.bounds.lower + index * step, planned.bounds.upper) * planned.bounds.unit
 
 
 @dataclass

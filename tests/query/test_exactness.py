@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pytest
 import yaml
-from query_support import HUGE_EPSILON, Registrar
+from query_support import HUGE_EPSILON, DatasetMaker, Registrar
 
 from sandbox.catalog import Catalog, DatasetRecord
 from sandbox.errors import QueryRejected
@@ -414,3 +415,18 @@ def test_parentheses_do_not_change_keys_or_aggregates(engine: Engine, shared: Re
         "SELECT sex + educ AS k, (COUNT(*)), ((SUM(age))) FROM people GROUP BY (sex + educ)",
     ]:
         assert engine.query("pums", sql, HUGE_EPSILON, DELTA).rows == plain_rows
+
+
+def test_quantile_never_leaves_the_bounds(make_dataset: DatasetMaker, catalog: Catalog) -> None:
+    """Bounds [-10, 10.01] at scale 2 over 8 candidates: the step rounds up to 286 units (2001 / 7),
+    so the last candidate is 10.02, past the upper bound. With every value at the top,
+    QUANTILE(v, 0.99) picks it; the release is clamped to the bound."""
+    table = pa.table({"uid": pa.array(range(50), pa.int64()), "v": pa.array([10.01] * 50, pa.float64())})
+    columns = [
+        {"name": "uid", "role": "privacy_unit"},
+        {"name": "v", "role": "measure", "lower": -10, "upper": 10.01, "scale": 2},
+    ]
+    record = make_dataset("quantile_edge", table, columns)
+    engine = Engine(catalog, Settings(quantile_candidates=8, max_epsilon_per_query=HUGE_EPSILON))
+    (row,) = engine.query(record.name, "SELECT QUANTILE_CONT(v, 0.99) AS q FROM t", HUGE_EPSILON).rows
+    assert row[0] == 10.01
