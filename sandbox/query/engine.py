@@ -14,13 +14,13 @@ from typing import Any
 from sandbox.catalog.models import DatasetRecord
 from sandbox.catalog.registry import Catalog
 from sandbox.errors import InvalidRequest, PayloadTooLarge
+from sandbox.query import accuracy
 from sandbox.query.execute import LockedDatabase
 from sandbox.query.parse import parse_select
-from sandbox.query.plan import Grouping, Quantity, QueryPlan, build_plan, needed_quantities
+from sandbox.query.plan import Grouping, Quantity, QueryPlan, build_plan
 from sandbox.query.release import exact_from_rows, release
 from sandbox.query.result import Result
 from sandbox.query.rewrite import aggregate_sql, exact_columns, quantile_sql
-from sandbox.query.summary import AggregateKind
 from sandbox.query.validate import validate
 from sandbox.settings import Settings
 
@@ -35,6 +35,7 @@ class Estimate:
     grouping: str
     groups: int | None
     aggregates: list[dict[str, Any]]
+    group_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -45,6 +46,7 @@ class Estimate:
             "grouping": self.grouping,
             "groups": self.groups,
             "aggregates": self.aggregates,
+            "group_size": self.group_size,
         }
 
 
@@ -136,10 +138,45 @@ class Engine:
         return self.execute(self.plan(dataset, sql, epsilon, delta, min_group_size=min_group_size))
 
     def estimate(
-        self, dataset: str, sql: str, epsilon: float, delta: float = 0.0, *, min_group_size: int = 0
+        self,
+        dataset: str,
+        sql: str,
+        epsilon: float,
+        delta: float = 0.0,
+        *,
+        min_group_size: int = 0,
+        group_size: int | None = None,
     ) -> Estimate:
         """Cost and expected accuracy of ``sql``, without touching data."""
-        return estimate_of(self.plan(dataset, sql, epsilon, delta, min_group_size=min_group_size))
+        plan = self.plan(dataset, sql, epsilon, delta, min_group_size=min_group_size)
+        return estimate_of(plan, group_size)
+
+    def epsilon_for_ci(
+        self,
+        record: DatasetRecord,
+        sql: str,
+        ci: float,
+        delta: float = 0.0,
+        *,
+        min_group_size: int = 0,
+        group_size: int | None = None,
+    ) -> float:
+        """The smallest epsilon whose 95% half-width on the first aggregate is at most ``ci``
+        (for AVG, VARIANCE and STDDEV at the assumed ``group_size``); reads no data."""
+        validated = validate(parse_select(sql), record)
+
+        def make(epsilon: float) -> QueryPlan:
+            return build_plan(
+                validated,
+                epsilon,
+                delta,
+                min_group_size=min_group_size,
+                max_key_cells=self.settings.max_public_key_cells,
+                quantile_candidates=self.settings.quantile_candidates,
+                mechanism=self.settings.mechanism,
+            )
+
+        return accuracy.epsilon_for_ci(make, ci, self.settings.max_epsilon_per_query, group_size)
 
     def _statements_of(self, plan: QueryPlan) -> Statements:
         key = plan.summary.fingerprint
@@ -182,26 +219,25 @@ class Engine:
             return database
 
 
-def estimate_of(plan: QueryPlan) -> Estimate:
-    """The data-free description of a plan's cost and noise."""
+def estimate_of(plan: QueryPlan, group_size: int | None = None) -> Estimate:
+    """The data-free description of a plan's cost and noise (``group_size``: an assumed group size
+    for the CIs of AVG, VARIANCE and STDDEV)."""
     aggregates = []
     for output in plan.query.outputs:
         if output.aggregate is None:
             continue
         spec = plan.query.aggregates[output.aggregate]
-        quantities = [plan.planned(q, c, f) for q, c, f in needed_quantities(spec)]
-        ci = None
-        if spec.kind in ADDITIVE:
-            raw = quantities[0].calibration.ci95()
-            unit = plan.bounds(spec.column).unit if spec.kind is AggregateKind.SUM and spec.column else 1.0
-            ci = None if raw is None else raw * unit
+        expected = accuracy.expected(plan, spec, group_size)
         aggregates.append(
             {
                 "column": output.name,
                 "aggregate": spec.key,
-                "mechanisms": [{"quantity": p.key, **p.calibration.public()} for p in quantities],
-                "ci95": ci,
-                "note": "" if ci is not None else "the CI depends on the group size (docs/dp.md)",
+                "mechanisms": [
+                    {"quantity": p.key, **p.calibration.public()} for p in accuracy.quantities_of(plan, spec)
+                ],
+                "ci95": expected.ci95,
+                "rank_error95": expected.rank_error95,
+                "note": expected.note,
             }
         )
     return Estimate(
@@ -211,7 +247,5 @@ def estimate_of(plan: QueryPlan) -> Estimate:
         grouping=plan.grouping.value,
         groups=None if plan.grouping is Grouping.THRESHOLD else len(plan.public_groups),
         aggregates=aggregates,
+        group_size=group_size,
     )
-
-
-ADDITIVE = frozenset({AggregateKind.COUNT, AggregateKind.COUNT_DISTINCT, AggregateKind.SUM})

@@ -7,9 +7,10 @@ Sensitivities are for adding or removing one privacy unit, which contributes at 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
 from typing import Any
@@ -69,12 +70,23 @@ class PlannedQuantity:
     bounds: Bounds | None = None
     candidates: int = 0
     shift: int = 0  # released in units of 2**shift (sums of squares can exceed int64)
+    condition: str | None = None  # FILTER (WHERE ...) of a conditional aggregate (generated SQL)
+    filter: exp.Expression | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def key(self) -> str:
         """Canonical name of the quantity."""
         suffix = f", {self.quantile}" if self.quantile is not None else ""
-        return f"{self.quantity.value}({self.column or '*'}{suffix})"
+        condition = "" if self.condition is None else f" filter (where {self.condition})"
+        return f"{self.quantity.value}({self.column or '*'}{suffix}){condition}"
+
+    def slot(self, prefix: str) -> str:
+        """Name of an exact aggregate this quantity reads (``n``, ``u``, ``c_x``, ``s_x``, ``q_x``),
+        distinct per FILTER condition."""
+        name = prefix if self.column is None or prefix in ("n", "u") else f"{prefix}_{self.column}"
+        if self.condition is None:
+            return name
+        return f"{name}#{hashlib.sha256(self.condition.encode()).hexdigest()[:16]}"
 
 
 @dataclass(frozen=True)
@@ -95,14 +107,21 @@ class QueryPlan:
     summary: QuerySummary
 
     def planned(
-        self, quantity: Quantity, column: str | None, quantile: Fraction | None = None
+        self,
+        quantity: Quantity,
+        column: str | None,
+        quantile: Fraction | None = None,
+        condition: str | None = None,
     ) -> PlannedQuantity:
-        """The planned quantity of that kind, column (None for rows) and quantile."""
+        """The planned quantity of that kind, column (None for rows), quantile and condition."""
         column = None if quantity is Quantity.ROWS else column
         return next(
             p
             for p in self.quantities
-            if p.quantity is quantity and p.column == column and p.quantile == quantile
+            if p.quantity is quantity
+            and p.column == column
+            and p.quantile == quantile
+            and p.condition == condition
         )
 
     def bounds(self, column: str) -> Bounds:
@@ -200,14 +219,18 @@ def build_plan(
     check_budget_request(epsilon, delta)
     k = query.max_rows_per_unit
     grouping, public_groups, public_identities = _grouping(query, delta, max_key_cells)
-    wanted: list[tuple[Quantity, str | None, Fraction | None]] = []
+    wanted: list[tuple[Quantity, str | None, Fraction | None, str | None]] = []
+    filters: dict[str, exp.Expression] = {}
     for spec in query.aggregates:
-        for item in needed_quantities(spec):
+        if spec.condition is not None and spec.filter is not None:
+            filters[spec.condition] = spec.filter
+        for quantity, column, q in needed_quantities(spec):
+            item = (quantity, None if quantity is Quantity.ROWS else column, q, spec.condition)
             if item not in wanted:
                 wanted.append(item)
     needs_rows = grouping is Grouping.THRESHOLD or min_group_size > 0
-    if needs_rows and (Quantity.ROWS, None, None) not in wanted:
-        wanted.append((Quantity.ROWS, None, None))
+    if needs_rows and (Quantity.ROWS, None, None, None) not in wanted:
+        wanted.append((Quantity.ROWS, None, None, None))
 
     groups = (
         len(public_groups) if grouping is Grouping.PUBLIC_KEYS else (1 if grouping is Grouping.NONE else None)
@@ -216,7 +239,8 @@ def build_plan(
     budget = _Budget.split(mechanism, epsilon, delta, len(wanted), grouping is Grouping.THRESHOLD)
     planned: list[PlannedQuantity] = []
     selection: Calibration | None = None
-    for quantity, column, q in wanted:
+    for quantity, column, q, condition in wanted:
+        filter_ = filters.get(condition) if condition is not None else None
         bounds = (
             measure_bounds(query, column)
             if quantity not in (Quantity.ROWS, Quantity.NONNULL, Quantity.UNITS) and column is not None
@@ -224,7 +248,7 @@ def build_plan(
         )
         delta_ = sensitivity(quantity, k, groups, bounds, q)
         candidates = 0
-        if quantity is Quantity.ROWS and grouping is Grouping.THRESHOLD:
+        if quantity is Quantity.ROWS and grouping is Grouping.THRESHOLD and condition is None:
             selection = mechanisms.laplace_threshold(k, budget.selection_epsilon, budget.selection_delta)
             calibration = selection
         elif quantity is Quantity.QUANTILE:
@@ -234,9 +258,17 @@ def build_plan(
         else:
             shift = squares_shift(delta_) if quantity is Quantity.CENTERED_SUMSQ else 0
             calibration = budget.additive(shifted_sensitivity(delta_, shift, touched))
-            planned.append(PlannedQuantity(quantity, column, calibration, q, bounds, shift=shift))
+            planned.append(
+                PlannedQuantity(
+                    quantity, column, calibration, q, bounds, shift=shift, condition=condition, filter=filter_
+                )
+            )
             continue
-        planned.append(PlannedQuantity(quantity, column, calibration, q, bounds, candidates))
+        planned.append(
+            PlannedQuantity(
+                quantity, column, calibration, q, bounds, candidates, condition=condition, filter=filter_
+            )
+        )
     budget.check(planned, touched, selection)
     # delta is charged only when the plan spends it: partition selection or Gaussian noise
     delta_spent = delta if selection is not None or mechanism == "gaussian" else 0.0
@@ -390,8 +422,7 @@ def _grouping(
 
 
 def _identities(query: ValidatedQuery, group: GroupKey) -> tuple[str | None, ...]:
-    """DuckDB's text of each public key of a grouped column, in the owner's order."""
-    assert isinstance(group.sql, exp.Column) and group.public_keys is not None
-    stored = query.stored.column(group.sql.name)
-    assert stored is not None
-    return keys.identities(stored.duckdb_type, group.public_keys)
+    """DuckDB's text of each public key of a group key (a column, a joined column or a histogram
+    bin, whose SQL yields ``key_type``), in the owner's order."""
+    assert group.public_keys is not None and group.key_type is not None
+    return keys.identities(group.key_type, group.public_keys)

@@ -142,22 +142,21 @@ def _exact_value(
     plan: QueryPlan, planned: PlannedQuantity, group: tuple[GroupKey, dict[str, int]] | None
 ) -> int:
     values = group[1] if group is not None else {}
-    column = planned.column
     if planned.quantity is Quantity.ROWS:
-        return values.get("n", 0)
+        return values.get(planned.slot("n"), 0)
     if planned.quantity is Quantity.UNITS:
-        return values.get("u", 0)
-    count = values.get(f"c_{column}", 0)
+        return values.get(planned.slot("u"), 0)
+    count = values.get(planned.slot("c"), 0)
     if planned.quantity is Quantity.NONNULL:
         return count
-    total = values.get(f"s_{column}", 0)
+    total = values.get(planned.slot("s"), 0)
     if planned.quantity is Quantity.SUM:
         return total
     assert planned.bounds is not None
     shift = planned.bounds.lower + planned.bounds.upper
     if planned.quantity is Quantity.CENTERED_SUM:
         return 2 * total - shift * count
-    squares = values.get(f"q_{column}", 0)
+    squares = values.get(planned.slot("q"), 0)
     return 4 * squares - 4 * shift * total + shift * shift * count
 
 
@@ -201,7 +200,7 @@ class Released:
 
 def _aggregate(plan: QueryPlan, spec: AggregateSpec, noisy: dict[str, list[float]], groups: int) -> Released:
     column = spec.column
-    quantities = [plan.planned(q, c, f) for q, c, f in needed_quantities(spec)]
+    quantities = [plan.planned(q, c, f, spec.condition) for q, c, f in needed_quantities(spec)]
     values_of = [noisy[p.key] for p in quantities]
     if spec.kind in (AggregateKind.COUNT, AggregateKind.COUNT_DISTINCT):
         ci = quantities[0].calibration.ci95()

@@ -33,34 +33,41 @@ class ExactColumn:
 
 
 def exact_columns(plan: QueryPlan) -> list[ExactColumn]:
-    """The exact aggregates the plan's quantities are computed from, without duplicates."""
+    """The exact aggregates the plan's quantities are computed from, without duplicates; a
+    conditional aggregate's carry its ``FILTER (WHERE ...)`` (guarded as WHERE is)."""
     columns: dict[str, exp.Expression] = {}
     stored = plan.query.stored
+
+    def add(planned: PlannedQuantity, prefix: str, sql: exp.Expression) -> None:
+        if planned.filter is not None:
+            sql = exp.Filter(this=sql, expression=exp.Where(this=guarded_where(planned.filter)))
+        columns[planned.slot(prefix)] = sql
+
     for planned in plan.quantities:
         if planned.quantity is Quantity.QUANTILE:
             continue
         if planned.quantity is Quantity.ROWS:
-            columns["n"] = exp.Count(this=exp.Star())
+            add(planned, "n", exp.Count(this=exp.Star()))
             continue
         assert planned.column is not None
         column = stored.column(planned.column)
         assert column is not None
         if planned.quantity is Quantity.UNITS:
             raw = exp.column(column.physical, quoted=True)
-            columns["u"] = exp.Count(this=exp.Distinct(expressions=[raw]))
+            add(planned, "u", exp.Count(this=exp.Distinct(expressions=[raw])))
             continue
         if planned.quantity is Quantity.NONNULL and column.clamped is None:  # COUNT(dimension)
-            columns[f"c_{planned.column}"] = exp.Count(this=exp.column(column.physical, quoted=True))
+            add(planned, "c", exp.Count(this=exp.column(column.physical, quoted=True)))
             continue
         assert column.clamped is not None
         clamped = exp.column(column.clamped, quoted=True)
         if planned.quantity is not Quantity.SUM:
-            columns[f"c_{planned.column}"] = exp.Count(this=clamped.copy())
+            add(planned, "c", exp.Count(this=clamped.copy()))
         if planned.quantity in (Quantity.SUM, Quantity.CENTERED_SUM, Quantity.CENTERED_SUMSQ):
-            columns[f"s_{planned.column}"] = exp.Sum(this=clamped.copy())
+            add(planned, "s", exp.Sum(this=clamped.copy()))
         if planned.quantity is Quantity.CENTERED_SUMSQ:
             wide = exp.Cast(this=clamped.copy(), to=exp.DataType.build("HUGEINT"))
-            columns[f"q_{planned.column}"] = exp.Sum(this=exp.Mul(this=wide, expression=clamped.copy()))
+            add(planned, "q", exp.Sum(this=exp.Mul(this=wide, expression=clamped.copy())))
     return [ExactColumn(name, sql) for name, sql in columns.items()]
 
 
@@ -132,7 +139,7 @@ def aggregate_sql(plan: QueryPlan) -> str:
     select = exp.select(
         *group_columns(plan),
         *[exp.alias_(c.sql, c.name, quoted=True) for c in exact_columns(plan)],
-    ).from_(exp.table_(plan.query.stored.physical, quoted=True))
+    ).from_(source(plan))
     return _grouped(select, plan).sql(dialect="duckdb")
 
 
@@ -163,11 +170,21 @@ def quantile_sql(plan: QueryPlan, planned: PlannedQuantity) -> str:
         exp.alias_(bucket, "_b", quoted=True),
         exp.alias_(on_grid, "_on", quoted=True),
         exp.alias_(exp.Count(this=exp.Star()), "_n", quoted=True),
-    ).from_(exp.table_(query.stored.physical, quoted=True))
+    ).from_(source(plan))
     select = select.where(
         exp.Not(this=exp.Is(this=exp.column(column.clamped, quoted=True), expression=exp.null()))
     )
+    if planned.filter is not None:  # a conditional quantile: its FILTER, guarded as WHERE is
+        select = select.where(guarded_where(planned.filter))
     return _grouped(select, plan, bucket.copy(), on_grid.copy()).sql(dialect="duckdb")
+
+
+def source(plan: QueryPlan) -> exp.Expression:
+    """The FROM of the generated statements: the stored table, or the generated join (joins.py)."""
+    query = plan.query
+    if query.source is not None:
+        return query.source.copy()
+    return exp.table_(query.stored.physical, quoted=True)
 
 
 def quantile_step(planned: PlannedQuantity) -> int:

@@ -7,7 +7,7 @@ text and nodes never reach DuckDB.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from sqlglot import exp
@@ -22,6 +22,7 @@ from sandbox.catalog.models import (
     TableSpec,
 )
 from sandbox.errors import PolicyDenied, QueryRejected
+from sandbox.query import bins, conditional
 from sandbox.query import whitelist as wl
 from sandbox.query.scalar import (
     ScalarChecker,
@@ -42,14 +43,17 @@ class AggregateSpec:
     kind: AggregateKind
     column: str | None
     quantile: float | None = None
+    condition: str | None = None  # generated SQL of a FILTER (WHERE ...) condition (conditional.py)
+    filter: exp.Expression | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def key(self) -> str:
         """A canonical name, equal for equal aggregates."""
         target = self.column or "*"
+        suffix = "" if self.condition is None else f" filter (where {self.condition})"
         if self.kind is AggregateKind.QUANTILE:
-            return f"quantile({target}, {self.quantile!r})"
-        return f"{self.kind.value}({target})"
+            return f"quantile({target}, {self.quantile!r}){suffix}"
+        return f"{self.kind.value}({target}){suffix}"
 
 
 @dataclass(frozen=True)
@@ -256,6 +260,29 @@ class _Validator:
 
         return ScalarChecker(resolve, clause)
 
+    def _bin_checker(self) -> ScalarChecker:
+        """Checker of histogram keys (bins.py): a bounded measure reads its clamped value."""
+
+        def resolve(node: exp.Column) -> Typed:
+            spec, stored = self._column(node)
+            if spec.role is ColumnRole.PRIVACY_UNIT:
+                raise QueryRejected(
+                    "sql.group_by_privacy_unit",
+                    f"Grouping by an expression of the privacy unit '{spec.name}' is not allowed.",
+                )
+            if spec.role is not ColumnRole.MEASURE or stored.clamped is None:
+                return column_reference(stored.physical, stored.duckdb_type)
+            clamped = exp.column(stored.clamped, quoted=True)
+            if stored.clamped_scale == 0:
+                return Typed(clamped, Kind.NUMERIC)
+            scaled = exp.Div(
+                this=exp.Cast(this=clamped, to=exp.DataType.build("DOUBLE")),
+                expression=exp.Literal.number(10**stored.clamped_scale),
+            )
+            return Typed(exp.Paren(this=scaled), Kind.NUMERIC)
+
+        return ScalarChecker(resolve, "GROUP BY")
+
     # -- clauses -------------------------------------------------------------------------------
 
     def _where(self, select: exp.Select) -> exp.Expression | None:
@@ -324,6 +351,11 @@ class _Validator:
                     "sql.type_mismatch", f"Column '{spec.name}' has a type that cannot be grouped."
                 )
             return GroupKey(exp.column(stored.physical, quoted=True), spec.name, kind, keys)
+        if bins.is_bin_shape(expr):
+            found = bins.binned(expr, self._column, self._bin_checker())
+            if found is not None:
+                sql, kind, labels = found
+                return GroupKey(sql, f"group_{index}", kind, labels)
         for column in expr.find_all(exp.Column):
             spec, _ = self._column(column)
             if spec.role is ColumnRole.PRIVACY_UNIT:
@@ -359,9 +391,9 @@ class _Validator:
                 index = sources.index(canonical)
                 outputs.append(OutputColumn(name=name, group=index))
                 if group_keys[index].name.startswith("group_"):
-                    group_keys[index] = GroupKey(group_keys[index].sql, name, group_keys[index].kind, None)
+                    group_keys[index] = replace(group_keys[index], name=name)
                 continue
-            if isinstance(expr, exp.AggFunc) or _is_aggregate_call(expr):
+            if isinstance(expr, exp.AggFunc | exp.Filter) or _is_aggregate_call(expr):
                 outputs.append(OutputColumn(name=name, aggregate=self._aggregate(expr)))
                 continue
             forbidden = next(expr.find_all(*wl.RAW_VALUE_AGGREGATES), None)
@@ -400,6 +432,17 @@ class _Validator:
         return len(self.aggregates) - 1
 
     def _aggregate_spec(self, node: exp.Expression) -> AggregateSpec:
+        plain, condition = conditional.unwrap(node)
+        spec = self._plain_aggregate_spec(plain)
+        if condition is None:
+            return spec
+        self._no_aggregates(condition, "FILTER")
+        typed = self._scalar_column("FILTER").check(condition)
+        if typed.kind not in (Kind.BOOLEAN, Kind.NULL):
+            raise QueryRejected("sql.type_mismatch", "FILTER (WHERE ...) needs a condition (boolean).")
+        return replace(spec, condition=typed.sql.sql(dialect="duckdb"), filter=typed.sql)
+
+    def _plain_aggregate_spec(self, node: exp.Expression) -> AggregateSpec:
         if isinstance(node, wl.RAW_VALUE_AGGREGATES):
             raise QueryRejected(
                 "sql.forbidden_aggregate",
@@ -517,7 +560,9 @@ class _Validator:
         output names and aggregates (which become released columns), nothing else."""
         replaced = node.copy()
         placeholders: dict[int, int] = {}
-        for agg in list(replaced.find_all(exp.AggFunc)):
+        for agg in list(replaced.find_all(exp.Filter, exp.AggFunc)):
+            if isinstance(agg.parent, exp.Filter):  # replaced with its FILTER
+                continue
             placeholder = exp.column("aggregate")
             placeholders[id(placeholder)] = self._aggregate(cast(exp.Expression, agg))
             agg.replace(placeholder)
