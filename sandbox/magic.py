@@ -4,7 +4,8 @@
     SELECT district_code, COUNT(*) AS n FROM residents GROUP BY district_code
 
 shows the noisy answer (a ``DPFrame``, value ± 95% CI) and one budget-meter line under it.
-Options: ``dataset=`` and ``epsilon=`` (required), ``delta=`` (default 0), ``into=NAME`` (keep the
+Options: ``dataset=`` and ``epsilon=`` or ``ci=`` (accuracy first: the 95% half-width wanted on
+the first aggregate; ``group_size=`` for AVG/VARIANCE/STDDEV), ``delta=`` (default 0), ``into=NAME`` (keep the
 answer in a variable; the last answer is always in ``_dpsql``) and ``client=NAME`` (a ``Client`` in
 the notebook; by default one built from the environment).
 """
@@ -25,7 +26,7 @@ from sandbox.client.frame import DPFrame
 
 __all__ = ["BudgetMeter", "DPSQLMagics", "load_ipython_extension", "parse_options"]
 
-OPTIONS = frozenset({"dataset", "epsilon", "delta", "into", "client"})
+OPTIONS = frozenset({"dataset", "epsilon", "ci", "group_size", "delta", "into", "client"})
 METER_WIDTH = 20
 
 
@@ -34,21 +35,27 @@ class MagicUsageError(SandboxClientError):
 
 
 def parse_options(line: str) -> dict[str, str]:
-    """``key=value`` pairs of the magic line; ``dataset`` and ``epsilon`` are required."""
+    """``key=value`` pairs of the magic line; ``dataset`` and one of ``epsilon``/``ci`` are required."""
     options: dict[str, str] = {}
     for token in line.split():
         key, sep, value = token.partition("=")
         if not sep or not value or key not in OPTIONS:
             raise MagicUsageError(
-                f"cannot read {token!r}: use %%dpsql dataset=NAME epsilon=NUMBER [delta=NUMBER] "
-                "[into=VARIABLE] [client=VARIABLE]",
+                f"cannot read {token!r}: use %%dpsql dataset=NAME epsilon=NUMBER|ci=NUMBER "
+                "[group_size=N] [delta=NUMBER] [into=VARIABLE] [client=VARIABLE]",
                 code="magic.usage",
             )
         options[key] = value
-    missing = [k for k in ("dataset", "epsilon") if k not in options]
+    missing = [k for k in ("dataset",) if k not in options]
+    if "epsilon" not in options and "ci" not in options:
+        missing.append("epsilon (or ci)")
     if missing:
         raise MagicUsageError(f"%%dpsql needs {' and '.join(missing)}=...", code="magic.usage")
-    for key in ("epsilon", "delta"):
+    if "epsilon" in options and "ci" in options:
+        raise MagicUsageError("%%dpsql takes epsilon= or ci=, not both", code="magic.usage")
+    if "group_size" in options and not options["group_size"].isdigit():
+        raise MagicUsageError("group_size must be a whole number", code="magic.usage")
+    for key in ("epsilon", "ci", "delta"):
         if key in options:
             try:
                 float(options[key])
@@ -146,8 +153,10 @@ class DPSQLMagics(Magics):
         frame = client.query(
             cell.strip(),
             dataset=options["dataset"],
-            epsilon=float(options["epsilon"]),
+            epsilon=float(options["epsilon"]) if "epsilon" in options else None,
             delta=float(options.get("delta", 0.0)),
+            ci=float(options["ci"]) if "ci" in options else None,
+            group_size=int(options["group_size"]) if "group_size" in options else None,
         )
         try:
             budgets: pd.DataFrame | None = client.budget()

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sandbox.catalog.models import Classification, DatasetRecord
 from sandbox.catalog.registry import Catalog
 from sandbox.control import CachedAnswer, ControlPlane
-from sandbox.errors import SandboxError
+from sandbox.errors import InvalidRequest, PolicyDenied, SandboxError
+from sandbox.policies.engine import check_query
 from sandbox.policies.models import PolicyView
 from sandbox.principals import Principal
 from sandbox.query.engine import Engine, estimate_of
@@ -29,13 +31,28 @@ class QueryPipeline:
         self.control = control
 
     def answer(
-        self, principal: Principal, dataset: str, sql: str, epsilon: float, delta: float = 0.0
+        self,
+        principal: Principal,
+        dataset: str,
+        sql: str,
+        epsilon: float | None,
+        delta: float = 0.0,
+        *,
+        ci: float | None = None,
+        group_size: int | None = None,
     ) -> dict[str, Any]:
-        """Release a noisy answer, or raise the error that names the broken rule."""
-        plan, policy = self._plan(principal, dataset, sql, epsilon, delta, record_rejection=True)
+        """Release a noisy answer, or raise the error that names the broken rule.
+
+        With ``ci`` instead of ``epsilon``, the epsilon is the smallest whose 95% half-width on the
+        first aggregate is at most ``ci`` (at the assumed ``group_size`` for AVG/VARIANCE/STDDEV);
+        the policy and the budget then decide as for any epsilon.
+        """
+        plan, policy = self._plan(
+            principal, dataset, sql, epsilon, delta, ci=ci, group_size=group_size, record_rejection=True
+        )
         outcome = self.control.begin_query(principal, plan.query.record, plan.summary, sql=sql, policy=policy)
         if isinstance(outcome, CachedAnswer):
-            return _answer(
+            replayed = _answer(
                 outcome.query_id,
                 outcome.answer,
                 epsilon=0.0,
@@ -44,6 +61,7 @@ class QueryPipeline:
                 epsilon_remaining=outcome.epsilon_remaining,
                 delta_remaining=outcome.delta_remaining,
             )
+            return replayed | {"min_group_size": plan.min_group_size, "ci_target": ci}
         try:
             result = self.engine.execute(plan)
         except SandboxError as error:
@@ -51,7 +69,7 @@ class QueryPipeline:
             raise
         released = result.to_dict()
         self.control.complete_query(outcome, released)
-        return _answer(
+        answer = _answer(
             outcome.query_id,
             released,
             epsilon=outcome.epsilon,
@@ -60,14 +78,52 @@ class QueryPipeline:
             epsilon_remaining=outcome.epsilon_remaining,
             delta_remaining=outcome.delta_remaining,
         )
+        return answer | {"min_group_size": plan.min_group_size, "ci_target": ci}
 
     def estimate(
-        self, principal: Principal, dataset: str, sql: str, epsilon: float, delta: float = 0.0
+        self,
+        principal: Principal,
+        dataset: str,
+        sql: str,
+        epsilon: float | None,
+        delta: float = 0.0,
+        *,
+        ci: float | None = None,
+        group_size: int | None = None,
     ) -> dict[str, Any]:
-        """Cost, expected accuracy and budget after the query; reads no data, spends nothing."""
-        plan, policy = self._plan(principal, dataset, sql, epsilon, delta, record_rejection=False)
-        budget = next((b for b in self.control.budget(principal) if b.policy_id == policy.id), None)
-        estimate = estimate_of(plan).to_dict()
+        """Cost, expected accuracy, what a policy must grant, and the budget after the query.
+
+        Reads no data and spends nothing. It answers before access is granted too (no policy, or an
+        ended one), so an analyst can size the access request; ``access`` says which case it is.
+        """
+        record = self.catalog.get(dataset)
+        policy: PolicyView | None
+        try:
+            policy = self.control.active_policy(principal, record)
+            access: dict[str, Any] = {"granted": True, "policy_id": policy.id, "rule": None, "message": ""}
+        except PolicyDenied as error:
+            if error.code not in BEFORE_ACCESS:
+                raise
+            policy = None
+            access = {"granted": False, "policy_id": None, "rule": error.code, "message": error.message}
+        min_group_size = policy.min_group_size if policy else self._default_min_group_size(record)
+        epsilon = self._epsilon(record, sql, epsilon, delta, ci, group_size, min_group_size)
+        plan = self.engine.plan_for(record, sql, epsilon, delta, min_group_size=min_group_size)
+        estimate = estimate_of(plan, group_size).to_dict()
+        budget = None
+        if policy is not None:
+            budget = next((b for b in self.control.budget(principal) if b.policy_id == policy.id), None)
+            decision = check_query(policy, plan.summary)
+            access |= {"fits_policy": decision.allowed, "rule": decision.rule, "message": decision.message}
+        estimate["access"] = access
+        estimate["policy_needed"] = {
+            "columns": sorted(set(plan.summary.columns) | set(plan.summary.group_by), key=str.lower),
+            "aggregates": sorted(a.value for a in plan.summary.aggregates),
+            "max_epsilon_per_query": plan.epsilon,
+            "max_delta_per_query": plan.delta_spent,
+            "min_group_size": min_group_size,
+        }
+        estimate["ci_target"] = ci
         estimate["budget_after"] = {
             "epsilon_remaining": None if budget is None else budget.epsilon_remaining - plan.epsilon,
             "delta_remaining": None if budget is None else budget.delta_remaining - plan.delta_spent,
@@ -79,21 +135,55 @@ class QueryPipeline:
         principal: Principal,
         dataset: str,
         sql: str,
-        epsilon: float,
+        epsilon: float | None,
         delta: float,
         *,
+        ci: float | None,
+        group_size: int | None,
         record_rejection: bool,
     ) -> tuple[QueryPlan, PolicyView]:
         """The query's plan under the organisation's active policy, and that policy."""
         try:
             record = self.catalog.get(dataset)
             policy = self.control.active_policy(principal, record)
+            epsilon = self._epsilon(record, sql, epsilon, delta, ci, group_size, policy.min_group_size)
             plan = self.engine.plan_for(record, sql, epsilon, delta, min_group_size=policy.min_group_size)
             return plan, policy
         except SandboxError as error:
             if record_rejection:
                 self.control.reject_query(principal, dataset, sql, error)
             raise
+
+    def _epsilon(  # noqa: PLR0917 - one value derived from the request's fields
+        self,
+        record: DatasetRecord,
+        sql: str,
+        epsilon: float | None,
+        delta: float,
+        ci: float | None,
+        group_size: int | None,
+        min_group_size: int,
+    ) -> float:
+        """The request's epsilon, or the one its accuracy target ``ci`` needs (exactly one is given)."""
+        if (epsilon is None) == (ci is None):
+            raise InvalidRequest("pass exactly one of epsilon and ci.", code="request.epsilon")
+        if ci is None:
+            assert epsilon is not None
+            return epsilon
+        return self.engine.epsilon_for_ci(
+            record, sql, ci, delta, min_group_size=min_group_size, group_size=group_size
+        )
+
+    def _default_min_group_size(self, record: DatasetRecord) -> int:
+        """The smallest minimum group size a policy on ``record`` may have (before access)."""
+        important = record.metadata.classification is Classification.IMPORTANT
+        return self.engine.settings.important_min_group_size if important else 0
+
+
+# Denials that mean "no usable policy yet": estimate still answers (planning before access).
+BEFORE_ACCESS = frozenset(
+    {"policy.no_active_policy", "policy.revoked", "policy.expired", "policy.not_yet_valid"}
+)
 
 
 def _answer(

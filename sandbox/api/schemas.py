@@ -398,8 +398,23 @@ class QueryRequest(BaseModel):
 
     dataset: str = NAME
     sql: str = Field(min_length=1, description="One SELECT; the SQL length limit is a setting (413).")
-    epsilon: Epsilon
+    epsilon: Epsilon | None = Field(None, description="Epsilon to spend; or pass ci instead.")
     delta: Delta = 0.0
+    ci: float | None = Field(
+        None,
+        strict=True,
+        gt=0,
+        allow_inf_nan=False,
+        description="Accuracy first: the 95% CI half-width wanted on the first aggregate; the "
+        "smallest epsilon that achieves it is derived and spent (instead of epsilon).",
+    )
+    group_size: int | None = Field(
+        None,
+        strict=True,
+        ge=1,
+        le=ranges.MAX_MIN_GROUP_SIZE,
+        description="Assumed group size for the CIs of AVG, VARIANCE and STDDEV (estimate, ci).",
+    )
 
 
 class ColumnAccuracyOut(BaseModel):
@@ -410,6 +425,9 @@ class ColumnAccuracyOut(BaseModel):
     mechanisms: list[dict[str, Any]]
     ci95: list[float | None] = Field(description="95% confidence half-width per row (null: unknown).")
     note: str = ""
+    rank_error95: float | None = Field(
+        None, description="Quantiles: rows by which the released rank may miss the best candidate (95%)."
+    )
 
 
 class BudgetRemaining(BaseModel):
@@ -454,6 +472,8 @@ class QueryAnswer(BaseModel):
     accuracy: list[ColumnAccuracyOut]
     grouping: str | None = None
     suppressed_rows: int = 0
+    min_group_size: int = Field(0, description="Groups with a noisy count below it are withheld.")
+    ci_target: float | None = Field(None, description="The ci asked for, when epsilon was derived.")
     budget: BudgetRemaining
 
 
@@ -464,7 +484,28 @@ class AggregateEstimate(BaseModel):
     aggregate: str
     mechanisms: list[dict[str, Any]]
     ci95: float | None = Field(description="Expected 95% confidence half-width (null: depends on data).")
+    rank_error95: float | None = Field(None, description="Quantiles: rank error in rows (95%).")
     note: str = ""
+
+
+class EstimateAccess(BaseModel):
+    """Whether the caller's organisation has a usable policy, and whether the query fits it."""
+
+    granted: bool
+    policy_id: str | None = None
+    fits_policy: bool | None = None
+    rule: str | None = None
+    message: str = ""
+
+
+class PolicyNeeded(BaseModel):
+    """What an access request (or policy) must grant for this query."""
+
+    columns: list[str]
+    aggregates: list[str]
+    max_epsilon_per_query: float
+    max_delta_per_query: float
+    min_group_size: int
 
 
 class BudgetAfter(BaseModel):
@@ -495,6 +536,10 @@ class QueryEstimate(BaseModel):
     grouping: str
     groups: int | None
     aggregates: list[AggregateEstimate]
+    group_size: int | None = None
+    ci_target: float | None = None
+    access: EstimateAccess
+    policy_needed: PolicyNeeded
     budget_after: BudgetAfter
 
 

@@ -67,10 +67,17 @@ class Estimate:
     accuracy: pd.DataFrame
     budget_after: dict[str, Any]
     raw: dict[str, Any] = field(repr=False)
+    access: dict[str, Any] = field(default_factory=dict)
+    policy_needed: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         groups = "" if self.groups is None else f", {self.groups} groups"
         lines = [f"Estimate: ε {self.epsilon:g}, δ {self.delta:g}{groups}"]
+        if self.access and not self.access.get("granted"):
+            rule = self.access.get("rule")
+            lines.append(f"no access yet ({rule}): a policy would need {self.policy_needed}")
+        elif self.access.get("fits_policy") is False:
+            lines.append(f"does not fit the policy: {self.access.get('message')}")
         if self.budget_after:
             lines.append("budget after: " + ", ".join(f"{k} {v:g}" for k, v in self.budget_after.items()))
         if not self.accuracy.empty:
@@ -204,24 +211,33 @@ class Client:
         return self._object("GET", f"/datasets/{_segment(dataset)}/certificate")
 
     # queries
-    def estimate(self, sql: str, *, dataset: str, epsilon: float, delta: float = 0.0) -> Estimate:
-        """Cost and expected accuracy of a query, spending nothing."""
-        raw = self._object(
-            "POST",
-            "/queries/estimate",
-            json={"dataset": dataset, "sql": sql, "epsilon": epsilon, "delta": delta},
-        )
+    def estimate(
+        self,
+        sql: str,
+        *,
+        dataset: str,
+        epsilon: float | None = None,
+        delta: float = 0.0,
+        ci: float | None = None,
+        group_size: int | None = None,
+    ) -> Estimate:
+        """Cost and expected accuracy of a query, spending nothing; works before access is granted
+        (``access`` and ``policy_needed`` then say what to request). ``group_size``: an assumed group
+        size for the CIs of AVG/VARIANCE/STDDEV; ``ci``: derive the epsilon from a target accuracy."""
+        body = _query_body(dataset, sql, epsilon, delta, ci, group_size)
+        raw = self._object("POST", "/queries/estimate", json=body)
         accuracy = pd.DataFrame(
             [
                 {
                     "column": a["column"],
                     "aggregate": a["aggregate"],
                     "ci95": a.get("ci95"),
+                    "rank_error95": a.get("rank_error95"),
                     "note": a.get("note", ""),
                 }
                 for a in raw.get("aggregates", [])
             ],
-            columns=["column", "aggregate", "ci95", "note"],
+            columns=["column", "aggregate", "ci95", "rank_error95", "note"],
         )
         after = raw.get("budget_after") or {}
         return Estimate(
@@ -231,13 +247,27 @@ class Client:
             accuracy=accuracy,
             budget_after={k: float(v) for k, v in after.items() if v is not None},
             raw=raw,
+            access=dict(raw.get("access") or {}),
+            policy_needed=dict(raw.get("policy_needed") or {}),
         )
 
-    def query(self, sql: str, *, dataset: str, epsilon: float, delta: float = 0.0) -> DPFrame:
-        """Run a DP query; the noisy rows as a ``DPFrame`` whose ``attrs`` carry cost, CIs and budget."""
-        raw = self._object(
-            "POST", "/queries", json={"dataset": dataset, "sql": sql, "epsilon": epsilon, "delta": delta}
-        )
+    def query(
+        self,
+        sql: str,
+        *,
+        dataset: str,
+        epsilon: float | None = None,
+        delta: float = 0.0,
+        ci: float | None = None,
+        group_size: int | None = None,
+    ) -> DPFrame:
+        """Run a DP query; the noisy rows as a ``DPFrame`` whose ``attrs`` carry cost, CIs and budget.
+
+        Pass ``epsilon``, or ``ci`` (accuracy first): the smallest epsilon whose 95% half-width on
+        the first aggregate is at most ``ci`` is derived, shown in ``attrs['epsilon_spent']``, and
+        spent only if the policy and budget allow it (AVG/VARIANCE/STDDEV also need ``group_size``).
+        """
+        raw = self._object("POST", "/queries", json=_query_body(dataset, sql, epsilon, delta, ci, group_size))
         return answer_frame(raw, dataset=dataset, sql=sql)
 
     def history(self, dataset: str | None = None, limit: int = 100) -> pd.DataFrame:
@@ -360,11 +390,26 @@ def answer_frame(raw: dict[str, Any], *, dataset: str, sql: str) -> DPFrame:
             "delta_spent": float(raw.get("delta_spent", 0.0)),
             "cached": bool(raw.get("cached", False)),
             "ci95": {a["column"]: list(a.get("ci95") or []) for a in accuracy if "column" in a},
+            "rank_error95": {
+                a["column"]: a["rank_error95"] for a in accuracy if a.get("rank_error95") is not None
+            },
             "accuracy": accuracy,
             "budget": dict(raw.get("budget") or {}),
+            "grouping": raw.get("grouping"),
+            "suppressed_rows": int(raw.get("suppressed_rows") or 0),
+            "min_group_size": int(raw.get("min_group_size") or 0),
+            "ci_target": raw.get("ci_target"),
         }
     )
     return frame
+
+
+def _query_body(  # noqa: PLR0917 - the query request's fields, in order
+    dataset: str, sql: str, epsilon: float | None, delta: float, ci: float | None, group_size: int | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"dataset": dataset, "sql": sql, "delta": delta}
+    optional = {"epsilon": epsilon, "ci": ci, "group_size": group_size}
+    return body | {k: v for k, v in optional.items() if v is not None}
 
 
 def _items(body: Any) -> list[dict[str, Any]]:

@@ -42,15 +42,25 @@ class DPFrame(pd.DataFrame):
         return plain
 
     def _display_frame(self) -> pd.DataFrame:
-        """The rows as text, aggregates as ``value ± half-width``."""
+        """The rows as text, aggregates as ``value ± half-width``, quantiles with their rank error,
+        and withheld groups (noisy count below the policy's minimum group size) saying so."""
         shown = pd.DataFrame(self).astype(object)
+        minimum = int(self.attrs.get("min_group_size") or 0)
+        withheld = f"withheld (fewer than {minimum})"
+        ranks = self.attrs.get("rank_error95") or {}
         for column in self.attrs.get("ci95", {}):
             if column not in shown.columns:
                 continue
             widths = self.ci95(column)
-            shown[column] = [
-                _with_interval(value, width) for value, width in zip(self[column], widths, strict=True)
-            ]
+            cells = []
+            for value, width in zip(self[column], widths, strict=True):
+                if minimum > 0 and _missing(value):
+                    cells.append(withheld)
+                elif column in ranks and not _missing(value):
+                    cells.append(f"{_number(value)} (rank ±{_number(ranks[column])} rows)")
+                else:
+                    cells.append(_with_interval(value, width))
+            shown[column] = cells
         return shown
 
     def summary_line(self) -> str:
@@ -66,6 +76,11 @@ class DPFrame(pd.DataFrame):
         budget = attrs.get("budget") or {}
         if "epsilon_remaining" in budget:
             parts.append(f"ε remaining {_number(budget['epsilon_remaining'])}")
+        if attrs.get("ci_target") is not None:
+            parts.append(f"ε derived from ci={_number(attrs['ci_target'])}")
+        if attrs.get("suppressed_rows"):
+            minimum = attrs.get("min_group_size")
+            parts.append(f"{attrs['suppressed_rows']} group(s) withheld (fewer than {minimum})")
         parts.append(f"query {attrs['query_id']}")
         parts.append(f"{PLUS_MINUS} = 95% CI half-width")
         return " · ".join(parts)
@@ -96,8 +111,12 @@ def _lookup(widths: Any, label: Any) -> float:
     return float(width) if isinstance(width, numbers.Real) else math.nan
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _with_interval(value: Any, width: float) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return value
     if math.isnan(width):
         return _number(value) if isinstance(value, numbers.Real) else value

@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from sandbox.errors import QueryFailed
 from sandbox.query import mechanisms
+from sandbox.query.accuracy import quantile_rank_error
 from sandbox.query.plan import Grouping, PlannedQuantity, Quantity, QueryPlan, needed_quantities
 from sandbox.query.result import ColumnAccuracy, Result
 from sandbox.query.rewrite import quantile_step
@@ -196,6 +197,7 @@ class Released:
     ci95: list[float | None]
     quantities: list[PlannedQuantity]
     note: str = ""
+    rank_error95: float | None = None
 
 
 def _aggregate(plan: QueryPlan, spec: AggregateSpec, noisy: dict[str, list[float]], groups: int) -> Released:
@@ -206,12 +208,15 @@ def _aggregate(plan: QueryPlan, spec: AggregateSpec, noisy: dict[str, list[float
         ci = quantities[0].calibration.ci95()
         return Released(spec, [max(0, int(v)) for v in values_of[0]], [ci] * groups, quantities)
     if spec.kind is AggregateKind.QUANTILE:
+        rank = quantile_rank_error(quantities[0])
         return Released(
             spec,
             list(values_of[0]),
             [None] * groups,
             quantities,
-            "exponential mechanism over a grid of candidates; no additive CI",
+            f"exponential mechanism over a grid of candidates: with 95% confidence the released "
+            f"value's rank is within ±{rank:.3g} rows of the best candidate's (docs/dp.md)",
+            rank,
         )
     bounds = plan.bounds(column or "")
     unit = bounds.unit
@@ -344,6 +349,7 @@ def _outputs(
                 mechanisms=[{"quantity": p.key, **p.calibration.public()} for p in released.quantities],
                 ci95=[released.ci95[i] for i in order],
                 note=released.note,
+                rank_error95=released.rank_error95,
             )
         )
     return columns, rows, accuracy

@@ -20,6 +20,7 @@ class ColumnAccuracy:
     mechanisms: list[dict[str, Any]]
     ci95: list[float | None]
     note: str = ""
+    rank_error95: float | None = None  # quantiles: see accuracy.py
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class Result:
                 "delta": self.delta,
                 "ci95": {a.column: a.ci95 for a in self.accuracy},
                 "accuracy": [asdict(a) for a in self.accuracy],
+                "grouping": self.grouping,
+                "suppressed_rows": self.suppressed_rows,
             }
         )
         return frame

@@ -558,7 +558,7 @@ class _Validator:
     ) -> Typed:
         """Rebuild a HAVING/ORDER BY expression over the released table: it may use group keys,
         output names and aggregates (which become released columns), nothing else."""
-        replaced = node.copy()
+        replaced: exp.Expression = exp.Paren(this=node.copy())  # a parent, so the root can be replaced
         placeholders: dict[int, int] = {}
         for agg in list(replaced.find_all(exp.Filter, exp.AggFunc)):
             if isinstance(agg.parent, exp.Filter):  # replaced with its FILTER

@@ -46,7 +46,15 @@ def _run_query(services: Services, token: str, body: QueryRequest) -> dict[str, 
     started = time.perf_counter()
     try:
         _admit(services, principal, body, record=True)
-        answer = services.pipeline.answer(principal, body.dataset, body.sql, body.epsilon, body.delta)
+        answer = services.pipeline.answer(
+            principal,
+            body.dataset,
+            body.sql,
+            body.epsilon,
+            body.delta,
+            ci=body.ci,
+            group_size=body.group_size,
+        )
     except SandboxError as error:
         services.metrics.refused(error, "query", time.perf_counter() - started)
         raise
@@ -59,7 +67,15 @@ def _estimate_query(services: Services, token: str, body: QueryRequest) -> dict[
     started = time.perf_counter()
     try:
         _admit(services, principal, body, record=False)
-        estimate = services.pipeline.estimate(principal, body.dataset, body.sql, body.epsilon, body.delta)
+        estimate = services.pipeline.estimate(
+            principal,
+            body.dataset,
+            body.sql,
+            body.epsilon,
+            body.delta,
+            ci=body.ci,
+            group_size=body.group_size,
+        )
     except SandboxError as error:
         services.metrics.refused(error, "estimate", time.perf_counter() - started)
         raise
