@@ -117,7 +117,7 @@ class QueryPipeline:
             access |= {"fits_policy": decision.allowed, "rule": decision.rule, "message": decision.message}
         estimate["access"] = access
         estimate["policy_needed"] = {
-            "columns": sorted(set(plan.summary.columns) | set(plan.summary.group_by), key=str.lower),
+            "columns": sorted(plan.summary.columns, key=str.lower),
             "aggregates": sorted(a.value for a in plan.summary.aggregates),
             "max_epsilon_per_query": plan.epsilon,
             "max_delta_per_query": plan.delta_spent,

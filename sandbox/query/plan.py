@@ -279,7 +279,8 @@ def build_plan(
         table=query.table.name,
         columns=query.columns_used,
         aggregates=frozenset(s.kind for s in query.aggregates),
-        group_by=tuple(g.name for g in query.group_keys),
+        # the columns grouped by: an expression key's output name (``... AS band``) is not a column
+        group_by=tuple(g.name for g in query.group_keys if query.table.column(g.name) is not None),
         epsilon=epsilon,
         delta=delta_spent,
         normalized_sql=query.normalized_sql,

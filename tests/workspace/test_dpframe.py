@@ -84,3 +84,43 @@ def test_a_frame_without_answer_metadata_displays_like_pandas() -> None:
     plain = DPFrame({"x": [1, 2]})
     assert plain._repr_html_() == pd.DataFrame({"x": [1, 2]})._repr_html_()  # type: ignore[operator]
     assert repr(plain) == repr(pd.DataFrame({"x": [1, 2]}))
+
+
+WITHHELD = {
+    **ANSWER,
+    "rows": [["a", 120, 51234.5], ["b", None, None], ["c", 300, None]],
+    "accuracy": [
+        {"column": "n", "aggregate": "count(*)", "mechanisms": [], "ci95": [6.5, None, 6.5]},
+        {
+            "column": "median_income",
+            "aggregate": "quantile(income, 0.5)",
+            "mechanisms": [],
+            "ci95": [None, None, None],
+            "rank_error95": 37.25,
+        },
+    ],
+    "columns": ["district", "n", "median_income"],
+    "grouping": "public_keys",
+    "suppressed_rows": 1,
+    "min_group_size": 10,
+}
+
+
+def test_withheld_groups_say_why() -> None:
+    """A group below the minimum group size shows the reason, not a bare NaN; attrs carry it."""
+    answer = answer_frame(WITHHELD, dataset="residents", sql="SELECT ...")
+    assert (answer.attrs["grouping"], answer.attrs["suppressed_rows"], answer.attrs["min_group_size"]) == (
+        "public_keys",
+        1,
+        10,
+    )
+    shown = repr(answer)
+    assert shown.count("withheld (fewer than 10)") == 4  # row b twice, row c's median, the summary
+    assert "51,234.50 (rank ±37.25 rows)" in shown
+    assert "1 group(s) withheld (fewer than 10)" in shown
+    assert "withheld" in (answer._repr_html_() or "")
+
+
+def test_no_minimum_group_size_means_no_withheld_text() -> None:
+    answer = answer_frame({**WITHHELD, "min_group_size": 0, "suppressed_rows": 0}, dataset="r", sql="S")
+    assert "withheld" not in repr(answer)

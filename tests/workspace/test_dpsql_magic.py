@@ -74,6 +74,9 @@ def test_dpsql_denial_is_one_line(shell: Any) -> None:
         ("dataset=residents epsilon=abc", "number"),
         ("dataset=residents epsilon=0.1 colour=red", "cannot read"),
         ("dataset=residents epsilon", "cannot read"),
+        ("dataset=residents epsilon=0.1 ci=5", "not both"),
+        ("dataset=residents ci=5 group_size=many", "whole number"),
+        ("dataset=residents ci=wide", "number"),
     ],
 )
 def test_malformed_magic_lines_say_what_to_write(line: str, message: str) -> None:
@@ -88,4 +91,12 @@ def test_parse_options_reads_every_option() -> None:
         "delta": "1e-6",
         "into": "x",
         "client": "c",
+    }
+
+
+def test_parse_options_reads_an_accuracy_target() -> None:
+    assert parse_options("dataset=residents ci=50 group_size=1000") == {
+        "dataset": "residents",
+        "ci": "50",
+        "group_size": "1000",
     }
