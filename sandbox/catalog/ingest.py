@@ -150,6 +150,7 @@ def build_database(
         for plan in plans:
             _load(con, plan, advance)
             _check_invariants(con, plan)
+            _check_join_keys(con, plan)
             stored.append(_stored_table(con, plan))
         con.execute(f"DETACH {_SCRATCH}")
         con.execute("CHECKPOINT")
@@ -260,6 +261,46 @@ def _check_invariants(con: duckdb.DuckDBPyConnection, plan: TablePlan) -> None:
             raise InternalError("contribution bounding failed during ingest")
 
 
+MAX_PUBLIC_KEYS = 100_000
+
+
+def _check_join_keys(con: duckdb.DuckDBPyConnection, plan: TablePlan) -> None:
+    """Each join key of a public table is unique and never NULL, so a join on it is many-to-one."""
+    problems = []
+    for key in plan.spec.join_keys or []:
+        column = quote(key)
+        row = con.execute(
+            f"SELECT count(*) - count(DISTINCT {column}), count(*) - count({column}) FROM {quote(plan.name)}"
+        ).fetchone()
+        if row is None or row[0] != 0 or row[1] != 0:
+            problems.append(
+                f"table {plan.name!r}: join key {key!r} must be unique and never NULL in a public table "
+                "(each row of another table must match at most one row)"
+            )
+    if problems:
+        raise MetadataInvalid("the source does not fit the metadata", details={"problems": problems})
+
+
+def _public_keys(con: duckdb.DuckDBPyConnection, plan: TablePlan, spec: ColumnSpec) -> list[object] | None:
+    """The distinct values of a public table's dimension, in order (the table is public data)."""
+    if not plan.spec.public or spec.role is not ColumnRole.DIMENSION:
+        return None
+    column = quote(spec.name)
+    rows = con.execute(
+        f"SELECT DISTINCT {column} FROM {quote(plan.name)} WHERE {column} IS NOT NULL ORDER BY 1 "
+        f"LIMIT {MAX_PUBLIC_KEYS + 1}"
+    ).fetchall()
+    if len(rows) > MAX_PUBLIC_KEYS:
+        return None
+    return [_json_scalar(value) for (value,) in rows]
+
+
+def _json_scalar(value: object) -> object:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
 def _stored_table(con: duckdb.DuckDBPyConnection, plan: TablePlan) -> StoredTable:
     types = dict(
         con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {quote(plan.name)})").fetchall()
@@ -277,6 +318,7 @@ def _stored_table(con: duckdb.DuckDBPyConnection, plan: TablePlan) -> StoredTabl
                 clamped_scale=measure.scale if measure else 0,
                 clamped_lower=measure.lower if measure else None,
                 clamped_upper=measure.upper if measure else None,
+                public_keys=_public_keys(con, plan, spec),
             )
         )
     return StoredTable(

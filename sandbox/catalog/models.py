@@ -64,6 +64,13 @@ class TableSpec(BaseModel):
     description: str = ""
     privacy_unit: str | None = None
     max_rows_per_unit: int | None = Field(None, ge=1)
+    public: bool = Field(
+        False,
+        description="A public lookup table (no person in it): only joined, many-to-one, on join_keys.",
+    )
+    join_keys: list[str] | None = Field(
+        None, description="Columns of a public table other tables may join on (unique, checked at ingest)."
+    )
     columns: list[ColumnSpec]
 
     def column(self, name: str) -> ColumnSpec | None:
@@ -107,6 +114,9 @@ class StoredColumn(BaseModel):
     )
     clamped_upper: int | None = Field(
         None, description="Upper bound in fixed-point units (upper * 10**clamped_scale, rounded)."
+    )
+    public_keys: list[Any] | None = Field(
+        None, description="Distinct values of a dimension of a public table (public, so usable as keys)."
     )
 
 

@@ -154,6 +154,8 @@ def _check_table(table: TableSpec) -> list[str]:
         problems.extend(_check_column(table, column))
     if not table.columns:
         problems.append(f"{where}: declares no columns")
+    if table.public or table.join_keys is not None:
+        return problems + _check_public_table(table)
     if table.privacy_unit is None:
         if table.max_rows_per_unit != 1:
             problems.append(
@@ -168,6 +170,30 @@ def _check_table(table: TableSpec) -> list[str]:
             problems.append(
                 f"{where}: privacy_unit {table.privacy_unit!r} must be declared with role privacy_unit, "
                 f"not {unit.role.value}"
+            )
+    return problems
+
+
+def _check_public_table(table: TableSpec) -> list[str]:
+    """A public lookup table holds no person: no privacy unit, no bound, dimensions only, and the
+    columns others may join on (each unique, checked when the rows are loaded)."""
+    where = f"table {table.name!r}"
+    if not table.public:
+        return [f"{where}: join_keys are declared on public tables only (public: true)"]
+    problems = []
+    if table.privacy_unit is not None or table.max_rows_per_unit is not None:
+        problems.append(f"{where}: a public table has no privacy_unit and no max_rows_per_unit")
+    if not table.join_keys:
+        problems.append(f"{where}: a public table declares the join_keys other tables may join on")
+    for key in table.join_keys or []:
+        column = table.column(key)
+        if column is None or column.role is not ColumnRole.DIMENSION:
+            problems.append(f"{where}: join key {key!r} must be a declared dimension column")
+    for column in table.columns:
+        if column.role not in (ColumnRole.DIMENSION, ColumnRole.IDENTIFIER):
+            problems.append(
+                f"{where}, column {column.name!r}: a public table has dimension columns only, "
+                f"not a {column.role.value}"
             )
     return problems
 

@@ -22,7 +22,7 @@ from sandbox.catalog.models import (
     TableSpec,
 )
 from sandbox.errors import PolicyDenied, QueryRejected
-from sandbox.query import bins, conditional
+from sandbox.query import bins, conditional, joins
 from sandbox.query import whitelist as wl
 from sandbox.query.scalar import (
     ScalarChecker,
@@ -91,6 +91,7 @@ class ValidatedQuery:
     limit: int | None
     columns_used: frozenset[str]
     normalized_sql: str
+    source: exp.Expression | None = None  # the generated FROM of a join (joins.py); None: the table
 
     @property
     def max_rows_per_unit(self) -> int:
@@ -114,6 +115,7 @@ class _Validator:
         self.record = record
         self.columns_used: set[str] = set()
         self.aggregates: list[AggregateSpec] = []
+        self.join: joins.Relation | None = None
 
     def run(self, select: exp.Select) -> ValidatedQuery:
         self._check_clauses(select)
@@ -145,6 +147,7 @@ class _Validator:
             limit=limit,
             columns_used=frozenset(self.columns_used),
             normalized_sql=normalized,
+            source=None if self.join is None else self.join.source,
         )
 
     # -- statement shape -----------------------------------------------------------------------
@@ -202,8 +205,18 @@ class _Validator:
                 f"Dataset '{self.record.name}' is classified core (核心): catalogue entry only, "
                 "never queryable.",
             )
+        if select.args.get("joins"):
+            self.join = joins.relation(select, self.record, table)
+            self.columns_used |= self.join.on_columns
+            return self.join.spec, self.join.stored
         spec = self.record.metadata.table(name)
         stored = self.record.stored_table(name)
+        if spec is not None and spec.public:
+            raise QueryRejected(
+                "sql.join",
+                f"Table '{spec.name}' is a public lookup table: join it to a table about persons "
+                f"(ON <dimension> = {spec.name}.<join key>).",
+            )
         if spec is None or stored is None:
             known = ", ".join(t.name for t in self.record.metadata.tables)
             raise QueryRejected(
@@ -221,7 +234,9 @@ class _Validator:
     # -- columns -------------------------------------------------------------------------------
 
     def _column(self, node: exp.Column) -> tuple[ColumnSpec, StoredColumn]:
-        if node.table and node.table.lower() != self.table.name.lower():
+        if self.join is not None and not isinstance(node.this, exp.Star):
+            node = self.join.resolve(node)
+        elif node.table and node.table.lower() != self.table.name.lower():
             raise QueryRejected(
                 "sql.unknown_column", f"Column '{node.sql()[:60]}' does not refer to this table."
             )
@@ -235,7 +250,7 @@ class _Validator:
                 f"Column '{node.name[:60]}' is not a declared column of table '{self.table.name}'; "
                 "undeclared columns are not usable.",
             )
-        self.columns_used.add(spec.name)
+        self.columns_used.add(spec.name if self.join is None else self.join.original(spec.name))
         return spec, stored
 
     def _not_an_identifier(self, node: exp.Column) -> ColumnSpec | None:
