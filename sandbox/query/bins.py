@@ -33,6 +33,9 @@ from sandbox.query.whitelist import Kind
 
 MAX_BINS = 1000
 
+# generated SQL, type category, public labels, DuckDB type the SQL is cast to
+Binned = tuple[exp.Expression, Kind, tuple[Any, ...], str]
+
 ColumnLookup = Callable[[exp.Column], tuple[ColumnSpec, StoredColumn]]
 
 
@@ -44,9 +47,7 @@ def is_bin_shape(expr: exp.Expression) -> bool:
     return isinstance(expr, exp.Floor | exp.WidthBucket | exp.Case)
 
 
-def binned(
-    expr: exp.Expression, lookup: ColumnLookup, checker: ScalarChecker
-) -> tuple[exp.Expression, Kind, tuple[Any, ...]] | None:
+def binned(expr: exp.Expression, lookup: ColumnLookup, checker: ScalarChecker) -> Binned | None:
     """The generated SQL, type and public labels of a histogram key, or None if ``expr`` is none."""
     expr = _unparen(expr)
     if isinstance(expr, exp.Case):
@@ -62,9 +63,7 @@ def binned(
     return None
 
 
-def _floor_bins(
-    node: exp.Floor, scale_by: Fraction | None, lookup: ColumnLookup
-) -> tuple[exp.Expression, Kind, tuple[Any, ...]] | None:
+def _floor_bins(node: exp.Floor, scale_by: Fraction | None, lookup: ColumnLookup) -> Binned | None:
     inner = _unparen(node.this)
     if node.args.get("decimals") is not None or not isinstance(inner, exp.Div):
         return None
@@ -86,9 +85,7 @@ def _floor_bins(
     return _ranges(stored, starts, first_open=True)
 
 
-def _width_buckets(
-    node: exp.WidthBucket, lookup: ColumnLookup
-) -> tuple[exp.Expression, Kind, tuple[Any, ...]] | None:
+def _width_buckets(node: exp.WidthBucket, lookup: ColumnLookup) -> Binned | None:
     column = _unparen(node.this)
     if not isinstance(column, exp.Column):
         raise QueryRejected("sql.bin_shape", "WIDTH_BUCKET takes a measure column as its first argument.")
@@ -112,9 +109,7 @@ def _width_buckets(
     return _ranges(stored, starts, first_open=True)
 
 
-def _ranges(
-    stored: StoredColumn, starts: list[tuple[Any, int]], *, first_open: bool
-) -> tuple[exp.Expression, Kind, tuple[Any, ...]]:
+def _ranges(stored: StoredColumn, starts: list[tuple[Any, int]], *, first_open: bool) -> Binned:
     """``CASE`` over the clamped integer: label ``i`` for ``starts[i] <= c < starts[i+1]`` (the first
     range open below, the last open above); public labels: the ranges that meet the bounds."""
     assert first_open
@@ -136,12 +131,15 @@ def _ranges(
                 )
             )
     case = exp.Case(ifs=ifs, default=_label_sql(starts[-1][0], floats))
-    return case, Kind.NUMERIC, tuple(labels)
+    return (
+        _typed(case, "DOUBLE" if floats else "BIGINT"),
+        Kind.NUMERIC,
+        tuple(labels),
+        "DOUBLE" if floats else "BIGINT",
+    )
 
 
-def _case_bands(
-    node: exp.Case, checker: ScalarChecker
-) -> tuple[exp.Expression, Kind, tuple[Any, ...]] | None:
+def _case_bands(node: exp.Case, checker: ScalarChecker) -> Binned | None:
     outcomes = [branch.args.get("true") for branch in node.args.get("ifs") or []]
     default = node.args.get("default")
     values = [_literal_value(v) for v in [*outcomes, default] if v is not None]
@@ -167,7 +165,13 @@ def _case_bands(
     unique = list(dict.fromkeys(float(v) if floats else v for v in labels_in_order))
     _check_count(len(unique), "CASE")
     kind = Kind.STRING if isinstance(unique[0], str) else Kind.NUMERIC
-    return case, kind, tuple(unique)
+    key_type = "VARCHAR" if kind is Kind.STRING else "DOUBLE" if floats else "BIGINT"
+    return _typed(case, key_type), kind, tuple(unique), key_type
+
+
+def _typed(case: exp.Case, key_type: str) -> exp.Expression:
+    """The CASE with a fixed result type, so DuckDB's text of a bin equals that of its label."""
+    return exp.Cast(this=case, to=exp.DataType.build(key_type))
 
 
 _NOT_LITERAL = object()

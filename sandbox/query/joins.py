@@ -91,6 +91,15 @@ class Relation:
         return self.originals.get(virtual, virtual)
 
 
+def check_targets(select: exp.Select) -> None:
+    """Each JOIN names a table (not a LATERAL, subquery or function), checked before anything else."""
+    for join in select.args.get("joins") or []:
+        if not isinstance(join, exp.Join) or not isinstance(join.this, exp.Table):
+            raise QueryRejected(
+                "sql.join", "Only JOIN <table> ON ... of the dataset's tables is allowed (no LATERAL)."
+            )
+
+
 def relation(select: exp.Select, record: DatasetRecord, first: exp.Table) -> Relation:
     """Validate the FROM clause's joins and build the virtual table."""
     joins = select.args.get("joins") or []

@@ -64,6 +64,7 @@ class GroupKey:
     name: str
     kind: Kind
     public_keys: tuple[Any, ...] | None
+    key_type: str | None = None  # DuckDB type of the key's SQL, to match public keys by DuckDB's text
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ class _Validator:
         for arg, (code, message) in wl.FORBIDDEN_CLAUSES.items():
             if select.args.get(arg):
                 raise QueryRejected(code, message)
+        joins.check_targets(select)
         for arg, value in select.args.items():
             if value not in (None, False, []) and arg not in wl.SELECT_ARGS_ALLOWED:
                 raise QueryRejected(
@@ -365,12 +367,14 @@ class _Validator:
                 raise QueryRejected(
                     "sql.type_mismatch", f"Column '{spec.name}' has a type that cannot be grouped."
                 )
-            return GroupKey(exp.column(stored.physical, quoted=True), spec.name, kind, keys)
+            return GroupKey(
+                exp.column(stored.physical, quoted=True), spec.name, kind, keys, stored.duckdb_type
+            )
         if bins.is_bin_shape(expr):
             found = bins.binned(expr, self._column, self._bin_checker())
             if found is not None:
-                sql, kind, labels = found
-                return GroupKey(sql, f"group_{index}", kind, labels)
+                sql, kind, labels, key_type = found
+                return GroupKey(sql, f"group_{index}", kind, labels, key_type)
         for column in expr.find_all(exp.Column):
             spec, _ = self._column(column)
             if spec.role is ColumnRole.PRIVACY_UNIT:

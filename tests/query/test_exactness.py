@@ -400,7 +400,8 @@ def test_workload_expectations_hold(engine: Engine, hpums: DatasetRecord, shared
         if not good:
             problems.append(f"{entry['id']}: {rows[:5]} != {exact[:5]}")
     assert not problems, "\n".join(problems)
-    assert accepted_open == ["sn-033"]  # HAVING on an aggregate that is not selected (docs/sql.md)
+    # HAVING / ORDER BY on an aggregate that is not selected (docs/sql.md)
+    assert accepted_open == ["sn-033", "sn-049"]
 
 
 def test_workload_answers_are_all_accepted(engine: Engine, hpums: DatasetRecord, shared_data: Path) -> None:

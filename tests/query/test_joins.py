@@ -272,7 +272,7 @@ REJECTED = [
     ("SELECT COUNT(*) FROM people p JOIN nope n ON p.person_id = n.person_id", "sql.unknown_table"),
     (
         "SELECT COUNT(*) FROM people p JOIN (SELECT * FROM visits) v ON p.person_id = v.person_id",
-        "sql.subquery",
+        "sql.join",
     ),
 ]
 

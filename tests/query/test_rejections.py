@@ -40,7 +40,7 @@ CASES: list[tuple[str, str, str, str]] = [
     ("cte", "pums", "WITH t AS (SELECT * FROM people) SELECT COUNT(*) FROM t", "sql.cte"),
     # joins
     ("join_comma", "pums", "SELECT COUNT(*) FROM people, people AS b", "sql.join"),
-    ("join_on", "pums", "SELECT COUNT(*) FROM people JOIN people AS b ON people.pid = b.pid", "sql.join"),
+    ("join_on", "pums", "SELECT COUNT(*) FROM people JOIN people AS b ON people.age = b.age", "sql.join"),
     ("join_lateral", "pums", "SELECT COUNT(*) FROM people, LATERAL (SELECT 1)", "sql.join"),
     # windows
     ("window_over", "pums", "SELECT COUNT(*) OVER () FROM people", "sql.window_function"),
