@@ -28,6 +28,7 @@ from sandbox.api.routes import (
     health,
     me,
     policies,
+    preview,
     queries,
     usage,
 )
@@ -71,7 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
     prefix = _service_prefix(settings)
     if prefix:
         app.add_middleware(ServicePrefix, prefix=prefix)
-    for module in (me, datasets, access_requests, policies, queries, budget, audit, usage, health):
+    for module in (me, datasets, preview, access_requests, policies, queries, budget, audit, usage, health):
         app.include_router(module.router)
     return app
 

@@ -543,6 +543,18 @@ class QueryEstimate(BaseModel):
     budget_after: BudgetAfter
 
 
+class PreviewOut(BaseModel):
+    """Synthetic rows in a table's declared shape; nothing in them comes from the real data."""
+
+    dataset: str
+    table: str
+    synthetic: bool = Field(description="Always true: these rows are generated, not real.")
+    notice: str
+    seed: int
+    columns: list[str]
+    rows: list[list[Any]]
+
+
 class QueryOut(QueryView):
     """A recorded query (history); never its result values."""
 

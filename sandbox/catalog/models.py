@@ -47,6 +47,11 @@ class ColumnSpec(BaseModel):
     )
     description: str = ""
     keys: list[Any] | None = Field(None, description="Public category list of a dimension.")
+    preview_weights: list[float] | None = Field(
+        None,
+        description="Owner's marginal hint for synthetic previews: one non-negative weight per key "
+        "(a public statement by the owner, never computed from the data).",
+    )
     lower: float | None = Field(None, description="Lower clamping bound of a measure.")
     upper: float | None = Field(None, description="Upper clamping bound of a measure.")
     scale: int | None = Field(

@@ -217,6 +217,16 @@ def _check_column(table: TableSpec, column: ColumnSpec) -> list[str]:
             f"{where}: has role privacy_unit, so it must be the table's privacy_unit "
             f"(which is {table.privacy_unit!r}); a table has at most one privacy unit column"
         )
+    weights = column.preview_weights
+    if weights is not None and (
+        column.keys is None
+        or len(weights) != len(column.keys)
+        or not all(math.isfinite(w) and w >= 0 for w in weights)
+        or sum(weights) <= 0
+    ):
+        problems.append(
+            f"{where}: preview_weights need keys, one finite non-negative weight per key, not all zero"
+        )
     if column.keys is not None and column.role is not ColumnRole.DIMENSION:
         problems.append(f"{where}: keys are allowed only on dimensions, not on a {column.role.value}")
     has_bounds = column.lower is not None or column.upper is not None

@@ -210,6 +210,25 @@ class Client:
         """The registration certificate (登记存证): fingerprints of a dataset, anchored in the audit chain."""
         return self._object("GET", f"/datasets/{_segment(dataset)}/certificate")
 
+    def preview(
+        self, dataset: str, n: int = 1000, *, table: str | None = None, seed: int = 0
+    ) -> pd.DataFrame:
+        """``n`` SYNTHETIC rows of a table, generated from its metadata alone (free, no budget): for
+        writing and debugging a notebook. They carry no information about the real data;
+        ``attrs['synthetic']`` is True and ``attrs['notice']`` says so."""
+        params = _params(n=n, table=table, seed=seed)
+        raw = self._object("GET", f"/datasets/{_segment(dataset)}/preview", params=params)
+        frame = pd.DataFrame(raw.get("rows", []), columns=list(raw.get("columns", [])))
+        frame.attrs.update(
+            {
+                "synthetic": True,
+                "notice": raw.get("notice", ""),
+                "dataset": dataset,
+                "table": raw.get("table"),
+            }
+        )
+        return frame
+
     # queries
     def estimate(
         self,

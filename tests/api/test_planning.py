@@ -114,3 +114,19 @@ def test_accuracy_first_refusals(world: World) -> None:
         )
         assert_error(median, 400)
         assert median.json()["error"]["code"] == "sql.ci_target_quantile"
+
+
+def test_preview_is_free_and_synthetic(world: World) -> None:
+    """Any analyst who sees the dataset gets synthetic rows, with or without a policy, for nothing."""
+    with world.client("bob") as bob, world.client("alice") as alice:
+        before = alice.get("/api/v1/budget").json()
+        shown = bob.get("/api/v1/datasets/pums/preview", params={"n": 25, "seed": 3})
+        assert shown.status_code == 200, shown.text
+        body = shown.json()
+        assert body["synthetic"] is True and len(body["rows"]) == 25
+        assert body["columns"][0] == "pid" and body["rows"][0][0] == "synthetic-1"
+        again = alice.get("/api/v1/datasets/pums/preview", params={"n": 25, "seed": 3}).json()
+        assert again["rows"] == body["rows"]
+        assert alice.get("/api/v1/budget").json() == before
+        assert_error(bob.get("/api/v1/datasets/pums/preview", params={"n": 0}), 422)
+        assert_error(bob.get("/api/v1/datasets/pums_null/preview"), 404)  # core: not visible

@@ -73,6 +73,25 @@ def test_estimate_costs_nothing(alice: Client) -> None:
     assert "Estimate: ε 0.3" in repr(estimate) and "<b>Estimate</b>" in estimate._repr_html_()
 
 
+def test_preview_is_synthetic_and_free(alice: Client) -> None:
+    before = cell(alice.budget().set_index("dataset"), "residents", "epsilon_spent")
+    rows = alice.preview("residents", n=200)
+    assert len(rows) == 200 and rows.attrs["synthetic"] is True and "SYNTHETIC" in rows.attrs["notice"]
+    assert set(rows["district_code"]) <= set(
+        cell(alice.describe("residents").set_index("column"), "district_code", "keys")
+    )
+    assert cell(alice.budget().set_index("dataset"), "residents", "epsilon_spent") == before
+
+
+def test_accuracy_first_query_and_estimate_before_access(alice: Client) -> None:
+    answer = alice.query("SELECT COUNT(*) AS n FROM residents", dataset="residents", ci=100)
+    assert answer.attrs["ci_target"] == 100 and 0 < answer.attrs["epsilon_spent"] < 1
+    assert answer.ci95("n")[0] <= 100
+    planned = alice.estimate("SELECT COUNT(*) FROM bus_trips", dataset="bus_trips", epsilon=0.2)
+    assert planned.access["granted"] is False and planned.policy_needed["max_epsilon_per_query"] == 0.2
+    assert "no access yet" in repr(planned)
+
+
 def test_query_returns_a_dpframe_with_cost_intervals_and_budget(alice: Client) -> None:
     before = cell(alice.budget().set_index("dataset"), "residents", "epsilon_remaining")
     answer = alice.query(GROUPED, dataset="residents", epsilon=0.25)
