@@ -24,7 +24,8 @@ from sandbox.errors import NotFound
 from sandbox.principals import Principal, Role
 from sandbox.settings import Settings
 
-SYNTHETIC = ("residents", "medical_visits", "bus_trips")
+SYNTHETIC = ("residents", "medical_visits", "bus_trips", "province")
+JOINED_DATASET = "province"  # acme may query it too (notebooks/05_joins_and_histograms)
 SEED = 42
 ANALYST_ORG = "acme"
 APPROVED_DATASET = "residents"  # acme may query it (the quickstart's dataset)
@@ -96,6 +97,9 @@ def build_world(
                 ensure_registered(catalog, control, operator, document, source_root=shared_data, log=log)
         stage_for_import(settings, shared_metadata / f"{STAGED_DATASET}.yaml", shared_data)
         policy_id = ensure_policy(control, catalog.get(APPROVED_DATASET), users["alice"], users["civil"])
+        ensure_policy(
+            control, catalog.get(JOINED_DATASET), users["alice"], users["health"], min_group_size=10
+        )
         pending_id = ensure_pending_request(control, catalog.get(PENDING_DATASET), users["bob"])
         names = [r.name for r in catalog.list()]
     return World(names, DEMO_USERS, policy_id, pending_id)
@@ -164,11 +168,19 @@ def stage_for_import(settings: Settings, metadata_path: Path, shared_data: Path)
 
 
 def _usable_columns(record: DatasetRecord) -> list[str]:
-    return [c.name for t in record.metadata.tables for c in t.columns if c.role is not ColumnRole.IDENTIFIER]
+    names = [c.name for t in record.metadata.tables for c in t.columns if c.role is not ColumnRole.IDENTIFIER]
+    return list(dict.fromkeys(names))
 
 
-def ensure_policy(control: ControlPlane, record: DatasetRecord, analyst: Principal, owner: Principal) -> str:
-    """acme's active policy on the quickstart dataset, requested by ``analyst`` and approved by ``owner``."""
+def ensure_policy(
+    control: ControlPlane,
+    record: DatasetRecord,
+    analyst: Principal,
+    owner: Principal,
+    *,
+    min_group_size: int = 0,
+) -> str:
+    """acme's active policy on a dataset, requested by ``analyst`` and approved by ``owner``."""
     for policy in control.list_policies(owner):
         mine = policy.dataset == record.name and policy.organisation == analyst.organisation
         if mine and policy.status == "active":
@@ -182,7 +194,14 @@ def ensure_policy(control: ControlPlane, record: DatasetRecord, analyst: Princip
         delta=1e-5,
         valid_until=datetime.now(UTC) + timedelta(days=365),
     )
-    policy = control.approve(owner, request.id, record, max_epsilon_per_query=1.0, max_delta_per_query=1e-6)
+    policy = control.approve(
+        owner,
+        request.id,
+        record,
+        max_epsilon_per_query=1.0,
+        max_delta_per_query=1e-6,
+        min_group_size=min_group_size,
+    )
     return policy.id
 
 

@@ -446,10 +446,11 @@ def test_fares(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_metadata_documents(generated: GeneratedFiles) -> None:
-    assert set(generated.metadata) == set(PERSON_TABLES)
+    assert set(generated.metadata) == {*PERSON_TABLES, "province"}
     docs = {
         name: DatasetMetadata.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
         for name, path in generated.metadata.items()
+        if name != "province"
     }
     summary = {
         name: (d.owner, d.classification.value, d.tables[0].privacy_unit, d.tables[0].max_rows_per_unit)
@@ -475,8 +476,26 @@ def test_metadata_documents(generated: GeneratedFiles) -> None:
     assert cost is not None and (cost.lower, cost.upper) == (0, 50_000)
 
 
+def test_province_joins_the_person_tables_with_public_lookups(generated: GeneratedFiles) -> None:
+    """One dataset for joins (issue 12): the person tables as in their own datasets, plus the
+    district and hospital lists as public lookup tables keyed by their codes."""
+    path = generated.metadata["province"]
+    province = DatasetMetadata.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    assert [(t.name, t.public, t.join_keys) for t in province.tables] == [
+        ("residents", False, None),
+        ("medical_visits", False, None),
+        ("districts", True, ["district_code"]),
+        ("hospitals", True, ["hospital_id"]),
+    ]
+    assert province.classification.value == "important"
+    for table in province.tables:
+        assert path.parent / table.source == generated.parquet[table.name]
+
+
 def test_public_keys_cover_the_data(generated: GeneratedFiles, con: duckdb.DuckDBPyConnection) -> None:
     for name, path in generated.metadata.items():
+        if name == "province":  # the same tables as the person datasets
+            continue
         (table,) = DatasetMetadata.model_validate(yaml.safe_load(path.read_text(encoding="utf-8"))).tables
         for column in table.columns:
             if column.keys is None:
@@ -549,6 +568,6 @@ def test_command_line(tmp_path: Path) -> None:
     assert "3,000 / 3,000 residents (100%)" in result.stderr
     assert "residents" in result.stdout and "bus_trips.yaml" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f"{t}.parquet" for t in ALL_TABLES] + [f"{t}.yaml" for t in PERSON_TABLES]
+        [f"{t}.parquet" for t in ALL_TABLES] + [f"{t}.yaml" for t in (*PERSON_TABLES, "province")]
     )
     assert pq.read_metadata(tmp_path / "residents.parquet").num_rows == 3000

@@ -12,8 +12,8 @@ from workspace_support import NOTEBOOKS, Gateway
 NAMES = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 
 
-def test_the_four_walkthroughs_exist() -> None:
-    assert [n[:2] for n in NAMES] == ["01", "02", "03", "04"]
+def test_the_five_walkthroughs_exist() -> None:
+    assert [n[:2] for n in NAMES] == ["01", "02", "03", "04", "05"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -75,3 +75,15 @@ def test_operator_walkthrough_runs(notebook_gateway: Gateway, monkeypatch: pytes
     text = _text(_run("04_operator_walkthrough.ipynb", notebook_gateway, monkeypatch))
     assert "'roles': ['operator']" in text and "(True," in text
     assert "query.answered" in text and "sql.select_star" in text
+
+
+def test_joins_and_histograms_notebook_runs(
+    notebook_gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notebook = _run("05_joins_and_histograms.ipynb", notebook_gateway, monkeypatch)
+    text = _text(notebook)
+    assert "SYNTHETIC rows" in text and "no access yet" not in text
+    assert "age_band" in text and "image/png" in str(notebook.cells)
+    assert "Zhongxin" in text and "share_over_500" in text
+    assert "epsilon derived:" in text and "group size of 300" in text and "does not fit the policy" in text
+    assert "withheld rows:" in text and "withheld (fewer than 10)" in text

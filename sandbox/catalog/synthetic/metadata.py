@@ -122,6 +122,49 @@ def bus_trips_metadata(source: str) -> DatasetMetadata:
     )
 
 
+def province_metadata(sources: dict[str, str]) -> DatasetMetadata:
+    """The ``province`` dataset: residents and their visits in one dataset (joinable on the person),
+    with the district and hospital tables as public lookups (issue 12's joins)."""
+    residents = residents_metadata(sources["residents"]).tables[0]
+    visits = medical_visits_metadata(sources["medical_visits"]).tables[0]
+    districts = TableSpec(
+        name="districts",
+        source=sources["districts"],
+        description="The 12 districts (public): code, name, urban or county.",
+        public=True,
+        join_keys=["district_code"],
+        columns=[
+            _dimension("district_code", "District code."),
+            _dimension("name", "District name (中文)."),
+            _dimension("name_en", "District name (English)."),
+            _dimension("type", "urban or county."),
+        ],
+    )
+    hospitals = TableSpec(
+        name="hospitals",
+        source=sources["hospitals"],
+        description="The 48 hospitals (public): district and level.",
+        public=True,
+        join_keys=["hospital_id"],
+        columns=[
+            _dimension("hospital_id", "Hospital number."),
+            _dimension("district_code", "District of the hospital."),
+            _dimension("level", "primary, secondary or tertiary."),
+        ],
+    )
+    return DatasetMetadata(
+        dataset="province",
+        title="Synthetic province: residents, their hospital visits, districts and hospitals",
+        owner="health-commission",
+        classification=Classification.IMPORTANT,
+        description=(
+            "The residents and medical_visits tables of province 99 in one dataset, so they can be "
+            "joined on person_id, with the public district and hospital lists as lookup tables."
+        ),
+        tables=[residents, visits, districts, hospitals],
+    )
+
+
 def write_metadata(path: Path, metadata: DatasetMetadata) -> None:
     """Write the YAML document and check that it loads back into the same ``DatasetMetadata``."""
     document = metadata.model_dump(mode="json", exclude_none=True)

@@ -16,6 +16,7 @@ from sandbox.catalog.synthetic.dimensions import bus_lines_table, districts_tabl
 from sandbox.catalog.synthetic.metadata import (
     bus_trips_metadata,
     medical_visits_metadata,
+    province_metadata,
     residents_metadata,
     write_metadata,
 )
@@ -175,6 +176,8 @@ def generate(
     for name, build in documents.items():
         metadata[name] = out_dir / f"{name}.yaml"
         write_metadata(metadata[name], build(parquet[name].name))
+    metadata["province"] = out_dir / "province.yaml"
+    write_metadata(metadata["province"], province_metadata({k: v.name for k, v in parquet.items()}))
     return GeneratedFiles(out_dir, seed, n, parquet, metadata, rows)
 
 
