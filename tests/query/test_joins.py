@@ -13,19 +13,16 @@ import random
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from query_support import HUGE_EPSILON
+from query_support import HUGE_EPSILON, stored
 
 from sandbox.catalog import Catalog, DatasetRecord
 from sandbox.errors import MetadataInvalid, QueryRejected
 from sandbox.query import Engine
-from sandbox.query.execute import lockdown_config
 from sandbox.query.plan import Grouping, Quantity
-from sandbox.settings import Settings
 
 K_VISITS = 4
 DISTRICTS = {"D1": ("city", "Zhongxin"), "D2": ("city", "Donghu"), "D3": ("county", "Qingyun")}
@@ -124,13 +121,6 @@ def province(
     d = register(catalog, folder / "d", "joins_d", tables(300, seed=3))
     d_prime = register(catalog, folder / "dp", "joins_d_prime", tables(300, seed=3, extra_person=True))
     return d, d_prime
-
-
-def stored(catalog: Catalog, dataset: str, sql: str) -> list[tuple[Any, ...]]:
-    settings = Settings()
-    config = lockdown_config(settings.duckdb_memory_limit, settings.duckdb_threads)
-    with duckdb.connect(str(catalog.database_path(dataset)), read_only=True, config=config) as connection:
-        return connection.execute(sql).fetchall()
 
 
 EXACT = [

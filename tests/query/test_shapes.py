@@ -12,17 +12,14 @@ import math
 import random
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pytest
-from query_support import HUGE_EPSILON, DatasetMaker
+from query_support import HUGE_EPSILON, DatasetMaker, stored
 
 from sandbox.catalog import Catalog, DatasetRecord
 from sandbox.errors import QueryRejected
 from sandbox.query import Engine, mechanisms
-from sandbox.query.execute import lockdown_config
 from sandbox.query.plan import Grouping, Quantity
-from sandbox.settings import Settings
 
 K = 3  # rows per person in the visits-like table
 COLUMNS: list[dict[str, Any]] = [
@@ -77,13 +74,6 @@ def neighbours(make_dataset: DatasetMaker) -> tuple[DatasetRecord, DatasetRecord
     d = make_dataset("shapes_d", table(data), COLUMNS, max_rows_per_unit=K)
     d_prime = make_dataset("shapes_d_prime", table(with_extreme_person(data)), COLUMNS, max_rows_per_unit=K)
     return d, d_prime
-
-
-def stored(catalog: Catalog, dataset: str, sql: str) -> list[tuple[Any, ...]]:
-    settings = Settings()
-    config = lockdown_config(settings.duckdb_memory_limit, settings.duckdb_threads)
-    with duckdb.connect(str(catalog.database_path(dataset)), read_only=True, config=config) as connection:
-        return connection.execute(sql).fetchall()
 
 
 # (engine SQL, plain SQL over the stored table with clamped fixed-point columns) — same question
