@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sandbox import ranges
 from sandbox.errors import InvalidRequest, QueryRejected
 from sandbox.query.mechanisms import CONFIDENCE_ALPHA
 from sandbox.query.plan import PlannedQuantity, QueryPlan, needed_quantities
@@ -27,7 +28,6 @@ from sandbox.query.validate import AggregateSpec
 ADDITIVE = frozenset({AggregateKind.COUNT, AggregateKind.COUNT_DISTINCT, AggregateKind.SUM})
 RATIOS = frozenset({AggregateKind.AVG, AggregateKind.VARIANCE, AggregateKind.STDDEV})
 SEARCH_STEPS = 80
-SMALLEST_EPSILON = 1e-6
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def epsilon_for_ci(
             f"(which gives ±{best:.4g}); ask for a wider ci.",
             code="request.ci_unreachable",
         )
-    low, high = min(SMALLEST_EPSILON, ceiling), ceiling
+    low, high = min(ranges.MIN_EPSILON, ceiling), ceiling
     if width(low) <= target:
         return low
     for _ in range(SEARCH_STEPS):
