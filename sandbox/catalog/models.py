@@ -94,6 +94,12 @@ class DatasetMetadata(BaseModel):
     owner: str
     classification: Classification
     description: str = ""
+    max_joined_rows_per_unit: int | None = Field(
+        None,
+        ge=1,
+        description="Owner's bound on one person's rows in a join of this dataset's tables: a join "
+        "whose bound (the product of the tables' bounds) is larger keeps at most this many per person.",
+    )
     tables: list[TableSpec] = Field(min_length=1)
 
     def table(self, name: str) -> TableSpec | None:

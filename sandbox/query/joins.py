@@ -129,7 +129,7 @@ def relation(select: exp.Select, record: DatasetRecord, first: exp.Table) -> Rel
         tables.append(table)
         condition, compared = _condition(join, tables)
         conditions.append((side, condition, compared))
-    return _build(tables, conditions)
+    return _build(tables, conditions, record.metadata.max_joined_rows_per_unit)
 
 
 def _table(node: exp.Table, index: int, record: DatasetRecord) -> Joined:
@@ -236,7 +236,11 @@ def _equality(left: tuple[Joined, str], right: tuple[Joined, str]) -> exp.Expres
     )
 
 
-def _build(tables: list[Joined], conditions: list[tuple[str, exp.Expression, frozenset[str]]]) -> Relation:
+def _build(
+    tables: list[Joined],
+    conditions: list[tuple[str, exp.Expression, frozenset[str]]],
+    limit: int | None,
+) -> Relation:
     counts: dict[str, int] = {}
     for table in tables:
         for column in table.spec.columns:
@@ -266,18 +270,23 @@ def _build(tables: list[Joined], conditions: list[tuple[str, exp.Expression, fro
             stored_columns.append(stored.model_copy(update=update))
     driving = tables[0]
     unit = names[(0, (driving.spec.privacy_unit or "").lower())]
-    private = [t for t in tables if not t.spec.public]
+    bound = prod(t.spec.max_rows_per_unit or 1 for t in tables if not t.spec.public)
+    clamp = limit if limit is not None and limit < bound else None
     virtual = TableSpec(
         name=driving.spec.name,
         source=driving.spec.source,
         privacy_unit=unit,
-        max_rows_per_unit=prod(t.spec.max_rows_per_unit or 1 for t in private),
+        max_rows_per_unit=bound if clamp is None else clamp,
         columns=columns,
     )
     query = exp.select(*selected).from_(exp.alias_(exp.table_(driving.stored.physical, quoted=True), "j0"))
     for table, (side, condition, _) in zip(tables[1:], conditions, strict=True):
         target = exp.alias_(exp.table_(table.stored.physical, quoted=True), f"j{table.index}")
         query = query.join(target, on=condition, join_type=side or None)
+    if clamp is not None:
+        unit_stored = driving.stored.column(driving.spec.privacy_unit or "")
+        assert unit_stored is not None
+        query = query.qualify(_kept(unit_stored.physical, [s.this for s in selected], clamp))
     source = exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("joined", quoted=True)))
     joined = StoredTable(
         name=driving.stored.name,
@@ -288,6 +297,21 @@ def _build(tables: list[Joined], conditions: list[tuple[str, exp.Expression, fro
     )
     compared = frozenset(name for *_, names_ in conditions for name in names_)
     return Relation(virtual, joined, source, tuple(tables), names, originals, compared)
+
+
+def _kept(unit: str, columns: list[exp.Expression], limit: int) -> exp.Expression:
+    """``row_number() OVER (PARTITION BY unit ORDER BY <row contents>) <= limit``: which of a
+    person's joined rows are kept depends on that person's rows only (never on row positions, which
+    other persons' rows shift), so one person more or less changes no one else's kept rows."""
+    contents = [c.copy() for c in columns]
+    order = [exp.Anonymous(this="hash", expressions=[c.copy() for c in contents]), *contents]
+    window = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[exp.column(unit, table="j0", quoted=True)],
+        order=exp.Order(expressions=[exp.Ordered(this=o, nulls_first=False) for o in order]),
+        over="OVER",
+    )
+    return exp.LTE(this=window, expression=exp.Literal.number(limit))
 
 
 def _select(index: int, physical: str, name: str) -> exp.Expression:

@@ -296,3 +296,46 @@ def test_public_tables_hold_no_persons(catalog: Catalog, tmp_path: Path) -> None
     assert "a public table has no privacy_unit" in problems
     assert "join key 'nope' must be a declared dimension column" in problems
     assert "a public table has dimension columns only" in problems
+
+
+def test_an_owner_bound_clamps_a_join_at_query_time(catalog: Catalog, tmp_path: Path, engine: Engine) -> None:
+    """max_joined_rows_per_unit: 2 (below 1 · 4): each person keeps at most 2 joined rows, chosen by
+    their rows' contents only, and the sensitivity follows the smaller bound."""
+    data = tables(200, seed=5)
+    record = register(catalog, tmp_path, "joins_clamped", data, max_joined_rows_per_unit=2)
+    sql = "SELECT COUNT(*), SUM(v.cost) FROM people p JOIN visits v ON p.person_id = v.person_id"
+    plan = engine.plan(record.name, sql, 1.0)
+    assert plan.query.max_rows_per_unit == 2
+    assert {p.calibration.sensitivity for p in plan.quantities} == {2, 2 * 1000}
+    ((count, total),) = engine.query(record.name, sql, HUGE_EPSILON).rows
+    ((expected,),) = stored(
+        catalog,
+        record.name,
+        "SELECT sum(least(n, 2)) FROM (SELECT p.person_id, count(*) AS n FROM people p "
+        "JOIN visits v ON p.person_id = v.person_id GROUP BY 1)",
+    )
+    assert count == expected and 0 <= total <= 2 * 1000 * 200
+    unclamped = register(catalog, tmp_path / "plain", "joins_unclamped", data, max_joined_rows_per_unit=8)
+    assert engine.plan(unclamped.name, sql, 1.0).query.max_rows_per_unit == K_VISITS
+    first = engine.query(record.name, sql, HUGE_EPSILON).rows
+    assert engine.query(record.name, sql.replace("COUNT(*)", "COUNT(*) AS n"), HUGE_EPSILON).rows == first
+
+
+def test_clamped_joins_on_neighbours(catalog: Catalog, tmp_path: Path, engine: Engine) -> None:
+    """With the query-time clamp, D and D′ (one person more, beyond every bound) still differ only by
+    that person: the same keys and charge, counts within the clamp."""
+    d = register(catalog, tmp_path / "d", "clamp_d", tables(150, seed=9), max_joined_rows_per_unit=2)
+    d_prime = register(
+        catalog,
+        tmp_path / "dp",
+        "clamp_dp",
+        tables(150, seed=9, extra_person=True),
+        max_joined_rows_per_unit=2,
+    )
+    sql = (
+        "SELECT kind, COUNT(*) AS n, SUM(cost) FROM visits v JOIN people p ON v.person_id = p.person_id "
+        "GROUP BY kind"
+    )
+    a, b = (engine.query(r.name, sql, HUGE_EPSILON) for r in (d, d_prime))
+    assert [r[0] for r in a.rows] == [r[0] for r in b.rows] and (a.epsilon, a.delta) == (b.epsilon, b.delta)
+    assert sum(y[1] - x[1] for x, y in zip(a.rows, b.rows, strict=True)) == 2
