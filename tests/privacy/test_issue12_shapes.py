@@ -53,7 +53,7 @@ def issue12_shapes() -> list[Shape]:
 
 @pytest.mark.parametrize("name", sorted(PAIRS))
 def test_issue12_shapes_on_adversarial_neighbours(name: str, tmp_path: Path) -> None:
-    pair = PAIRS[name]
+    pair, _, _ = PAIRS[name]
     report = check_pair(pair, tmp_path, issue12_shapes())
     assert report.registered
     assert report.answered > report.ran // 2, f"only {report.answered} of {report.ran} shapes answered"
