@@ -217,6 +217,12 @@ def _equality(left: tuple[Joined, str], right: tuple[Joined, str]) -> exp.Expres
             )
     else:
         units = (earlier.spec.privacy_unit or "", table.spec.privacy_unit or "")
+        if units[0].lower() != units[1].lower():  # e.g. card_id and person_id: not one kind of unit
+            raise QueryRejected(
+                "sql.join",
+                f"Tables '{earlier.spec.name}' and '{table.spec.name}' have different privacy units "
+                f"({units[0]}, {units[1]}); only tables about the same unit are joined.",
+            )
         if earlier.spec.public or (left_spec.name, right_spec.name) != units:
             raise QueryRejected(
                 "sql.join",

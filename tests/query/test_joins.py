@@ -276,6 +276,23 @@ def test_joins_outside_the_rules_are_rejected(
     assert caught.value.code == code, caught.value.message
 
 
+def test_tables_about_different_units_are_not_joined(
+    catalog: Catalog, tmp_path: Path, engine: Engine
+) -> None:
+    data = tables(20, seed=2)
+    data["visits"] = data["visits"].rename_columns(["card_id", "visit_id", "kind", "cost"])
+    document = yaml.safe_load(yaml.safe_dump(METADATA))
+    visits = document["tables"][1]
+    visits["privacy_unit"] = "card_id"
+    visits["columns"][0]["name"] = "card_id"
+    record = register(catalog, tmp_path, "joins_cards", data, tables=document["tables"])
+    with pytest.raises(QueryRejected) as caught:
+        engine.plan(
+            record.name, "SELECT COUNT(*) FROM people p JOIN visits v ON p.person_id = v.card_id", 1.0
+        )
+    assert caught.value.code == "sql.join" and "different privacy units" in caught.value.message
+
+
 def test_a_lookup_key_must_be_unique(catalog: Catalog, tmp_path: Path) -> None:
     data = tables(20, seed=1)
     data["districts"] = pa.table({"code": ["D1", "D1"], "region": ["a", "b"], "name": ["x", "y"]})
