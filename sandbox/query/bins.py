@@ -32,6 +32,7 @@ from sandbox.query.scalar import DOUBLE, ScalarChecker, Typed
 from sandbox.query.whitelist import Kind
 
 MAX_BINS = 1000
+MAX_LABEL = 2**53  # labels stay exact in BIGINT and DOUBLE, so casting a label can never fail
 
 # generated SQL, type category, public labels, DuckDB type the SQL is cast to
 Binned = tuple[exp.Expression, Kind, tuple[Any, ...], str]
@@ -81,6 +82,10 @@ def _floor_bins(node: exp.Floor, scale_by: Fraction | None, lookup: ColumnLookup
     first, last = math.floor(lower / width), math.floor(upper / width)
     _check_count(last - first + 1, measure.name)
     multiplier = scale_by if scale_by is not None else Fraction(1)
+    if max(abs(first), abs(last)) * abs(multiplier) > MAX_LABEL:
+        raise QueryRejected(
+            "sql.bin_shape", f"Bin labels of FLOOR(x / w) * v would exceed {MAX_LABEL:.0e}; use a smaller v."
+        )
     starts = [(_label(k * multiplier), _edge(k * width, unit)) for k in range(first, last + 1)]
     return _ranges(stored, starts, first_open=True)
 

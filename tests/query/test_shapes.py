@@ -262,6 +262,7 @@ def test_bins_need_no_delta_and_touch_at_most_k_bins(
 REJECTED = [
     ("SELECT FLOOR(age / 0.05) AS b, COUNT(*) FROM t GROUP BY b", "sql.too_many_bins"),
     ("SELECT FLOOR(age / -1) AS b, COUNT(*) FROM t GROUP BY b", "sql.bin_width"),
+    ("SELECT FLOOR(age / 10) * 1e15 AS b, COUNT(*) FROM t GROUP BY b", "sql.bin_shape"),
     ("SELECT FLOOR(age / kind) AS b, COUNT(*) FROM t GROUP BY b", "sql.bin_shape"),
     ("SELECT WIDTH_BUCKET(age, 10, 5, 3) AS b, COUNT(*) FROM t GROUP BY b", "sql.bin_shape"),
     ("SELECT WIDTH_BUCKET(kind, 0, 5, 3) AS b, COUNT(*) FROM t GROUP BY b", "sql.bin_shape"),
