@@ -428,6 +428,11 @@ class ColumnAccuracyOut(BaseModel):
     rank_error95: float | None = Field(
         None, description="Quantiles: rows by which the released rank may miss the best candidate (95%)."
     )
+    quantile_band95: list[list[float] | None] | None = Field(
+        None,
+        description="Quantiles, when COUNT(col) is released too: per row the quantile levels "
+        "[q - e, q + e] the released value lies between (95%, relative to the best grid candidate).",
+    )
 
 
 class BudgetRemaining(BaseModel):

@@ -412,6 +412,9 @@ def answer_frame(raw: dict[str, Any], *, dataset: str, sql: str) -> DPFrame:
             "rank_error95": {
                 a["column"]: a["rank_error95"] for a in accuracy if a.get("rank_error95") is not None
             },
+            "quantile_band95": {
+                a["column"]: a["quantile_band95"] for a in accuracy if a.get("quantile_band95") is not None
+            },
             "accuracy": accuracy,
             "budget": dict(raw.get("budget") or {}),
             "grouping": raw.get("grouping"),

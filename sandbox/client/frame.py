@@ -48,14 +48,18 @@ class DPFrame(pd.DataFrame):
         minimum = int(self.attrs.get("min_group_size") or 0)
         withheld = f"withheld (fewer than {minimum})"
         ranks = self.attrs.get("rank_error95") or {}
+        bands = self.attrs.get("quantile_band95") or {}
         for column in self.attrs.get("ci95", {}):
             if column not in shown.columns:
                 continue
             widths = self.ci95(column)
             cells = []
-            for value, width in zip(self[column], widths, strict=True):
+            for label, value, width in zip(self.index, self[column], widths, strict=True):
+                band = _lookup_band(bands.get(column), label)
                 if minimum > 0 and _missing(value):
                     cells.append(withheld)
+                elif band is not None and not _missing(value):
+                    cells.append(f"{_number(value)} (q {band[0]:.3f}–{band[1]:.3f})")
                 elif column in ranks and not _missing(value):
                     cells.append(f"{_number(value)} (rank ±{_number(ranks[column])} rows)")
                 else:
@@ -109,6 +113,18 @@ def _lookup(widths: Any, label: Any) -> float:
         return math.nan
     width = widths[position]
     return float(width) if isinstance(width, numbers.Real) else math.nan
+
+
+def _lookup_band(bands: Any, label: Any) -> list[float] | None:
+    """The quantile band of the row with index ``label`` (its answer row number), if any."""
+    if (
+        not isinstance(bands, list)
+        or not isinstance(label, numbers.Integral)
+        or not 0 <= int(label) < len(bands)
+    ):
+        return None
+    band = bands[int(label)]
+    return band if isinstance(band, list) and len(band) == 2 else None
 
 
 def _missing(value: Any) -> bool:

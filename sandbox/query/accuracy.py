@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sandbox import ranges
 from sandbox.errors import InvalidRequest, QueryRejected
 from sandbox.query.mechanisms import CONFIDENCE_ALPHA
-from sandbox.query.plan import PlannedQuantity, QueryPlan, needed_quantities
+from sandbox.query.plan import PlannedQuantity, Quantity, QueryPlan, needed_quantities
 from sandbox.query.summary import AggregateKind
 from sandbox.query.validate import AggregateSpec
 
@@ -44,12 +44,44 @@ def quantities_of(plan: QueryPlan, spec: AggregateSpec) -> list[PlannedQuantity]
     return [plan.planned(q, c, f, spec.condition) for q, c, f in needed_quantities(spec)]
 
 
-def quantile_rank_error(planned: PlannedQuantity) -> float:
-    """Rows by which a released quantile's rank may miss the best candidate's, with 95% confidence."""
+def quantile_rank_error(planned: PlannedQuantity, alpha: float = CONFIDENCE_ALPHA) -> float:
+    """Rows by which a released quantile's rank may miss the best candidate's, with confidence
+    ``1 - alpha`` (95% by default)."""
     assert planned.quantile is not None
     candidates = max(planned.candidates, 2)
-    gap = planned.calibration.scale * math.log(candidates / CONFIDENCE_ALPHA)
+    gap = planned.calibration.scale * math.log(candidates / alpha)
     return gap / planned.quantile.denominator
+
+
+def quantile_bands(
+    plan: QueryPlan, spec: AggregateSpec, noisy: dict[str, list[float]]
+) -> list[list[float] | None] | None:
+    """Per group, the quantile levels ``[q - e, q + e]`` between which the released value lies with
+    95% confidence (relative to the best grid candidate), when the query also releases the noisy
+    non-NULL count of the same column and condition (``COUNT(col)``); None otherwise.
+
+    ``e = R / max(1, n - h)``: the rank error ``R`` at 97.5% and the count's one-sided 97.5% lower
+    bound (``h``, the half-width of its two-sided 95% CI), so both hold together with at least 95%.
+    Computed from the plan and the noisy count only.
+    """
+    companion = next(
+        (
+            p
+            for p in plan.quantities
+            if p.quantity is Quantity.NONNULL and p.column == spec.column and p.condition == spec.condition
+        ),
+        None,
+    )
+    if companion is None or spec.quantile is None:
+        return None
+    (planned,) = quantities_of(plan, spec)
+    rank = quantile_rank_error(planned, CONFIDENCE_ALPHA / 2)
+    half_width = companion.calibration.ci95() or 0.0
+    bands: list[list[float] | None] = []
+    for count in noisy[companion.key]:
+        error = rank / max(1.0, count - half_width)
+        bands.append([max(0.0, spec.quantile - error), min(1.0, spec.quantile + error)])
+    return bands
 
 
 def expected(plan: QueryPlan, spec: AggregateSpec, group_size: int | None = None) -> Expected:

@@ -16,7 +16,7 @@ from sqlglot import exp
 
 from sandbox.errors import QueryFailed
 from sandbox.query import mechanisms
-from sandbox.query.accuracy import quantile_rank_error
+from sandbox.query.accuracy import quantile_bands, quantile_rank_error
 from sandbox.query.plan import Grouping, PlannedQuantity, Quantity, QueryPlan, needed_quantities
 from sandbox.query.result import ColumnAccuracy, Result
 from sandbox.query.rewrite import quantile_step
@@ -198,6 +198,7 @@ class Released:
     quantities: list[PlannedQuantity]
     note: str = ""
     rank_error95: float | None = None
+    band95: list[list[float] | None] | None = None  # quantiles: levels [q - e, q + e] per group
 
 
 def _aggregate(plan: QueryPlan, spec: AggregateSpec, noisy: dict[str, list[float]], groups: int) -> Released:
@@ -217,6 +218,7 @@ def _aggregate(plan: QueryPlan, spec: AggregateSpec, noisy: dict[str, list[float
             f"exponential mechanism over a grid of candidates: with 95% confidence the released "
             f"value's rank is within ±{rank:.3g} rows of the best candidate's (docs/dp.md)",
             rank,
+            quantile_bands(plan, spec, noisy),
         )
     bounds = plan.bounds(column or "")
     unit = bounds.unit
@@ -281,6 +283,8 @@ def _suppress(
         for i in suppressed:
             released.values[i] = None
             released.ci95[i] = None
+            if released.band95 is not None:
+                released.band95[i] = None
     return suppressed
 
 
@@ -350,6 +354,7 @@ def _outputs(
                 ci95=[released.ci95[i] for i in order],
                 note=released.note,
                 rank_error95=released.rank_error95,
+                quantile_band95=None if released.band95 is None else [released.band95[i] for i in order],
             )
         )
     return columns, rows, accuracy

@@ -21,6 +21,7 @@ class ColumnAccuracy:
     ci95: list[float | None]
     note: str = ""
     rank_error95: float | None = None  # quantiles: see accuracy.py
+    quantile_band95: list[list[float] | None] | None = None  # quantiles with COUNT(col): levels per row
 
 
 @dataclass(frozen=True)

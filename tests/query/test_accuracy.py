@@ -67,6 +67,29 @@ def test_quantile_rank_error_covers(
     assert misses / DRAWS <= 0.05, (misses, bound)
 
 
+def test_quantile_band_from_the_noisy_count_covers(
+    engine: Engine, ages: tuple[DatasetRecord, list[int]]
+) -> None:
+    """With COUNT(age) released too, each answer carries the band of quantile levels [q - e, q + e];
+    over repeated releases the released median's rank is within e·n rows of the best candidate's
+    in at least 95% of them (the grid step is 1 here, so candidates are the ages themselves)."""
+    record, values = ages
+    sql = "SELECT MEDIAN(age) AS m, COUNT(age) AS n FROM t"
+    assert engine.query(record.name, "SELECT MEDIAN(age) FROM t", 0.05).accuracy[0].quantile_band95 is None
+    below = {c: sum(1 for v in values if v < c) for c in range(101)}
+    best = min(range(101), key=lambda c: abs(below[c] - (N - below[c] - values.count(c))))
+    misses = 0
+    runs = 300
+    for _ in range(runs):
+        result = engine.query(record.name, sql, 0.05)
+        ((median, _count),) = result.rows
+        (band,) = result.accuracy[0].quantile_band95 or [None]
+        assert band is not None and band[0] < 0.5 < band[1]
+        if abs(below[round(median)] - below[best]) > (band[1] - 0.5) * N:
+            misses += 1
+    assert misses / runs <= 0.05
+
+
 def test_avg_ci_at_an_assumed_group_size_covers(
     engine: Engine, ages: tuple[DatasetRecord, list[int]]
 ) -> None:

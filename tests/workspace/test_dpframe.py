@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 
@@ -86,7 +87,7 @@ def test_a_frame_without_answer_metadata_displays_like_pandas() -> None:
     assert repr(plain) == repr(pd.DataFrame({"x": [1, 2]}))
 
 
-WITHHELD = {
+WITHHELD: dict[str, Any] = {
     **ANSWER,
     "rows": [["a", 120, 51234.5], ["b", None, None], ["c", 300, None]],
     "accuracy": [
@@ -119,6 +120,18 @@ def test_withheld_groups_say_why() -> None:
     assert "51,234.50 (rank ±37.25 rows)" in shown
     assert "1 group(s) withheld (fewer than 10)" in shown
     assert "withheld" in (answer._repr_html_() or "")
+
+
+def test_quantile_bands_show_as_levels() -> None:
+    banded = {
+        **WITHHELD,
+        "accuracy": [
+            WITHHELD["accuracy"][0],
+            {**WITHHELD["accuracy"][1], "quantile_band95": [[0.47, 0.53], None, None]},
+        ],
+    }
+    shown = repr(answer_frame(banded, dataset="residents", sql="SELECT ..."))
+    assert "51,234.50 (q 0.470–0.530)" in shown
 
 
 def test_no_minimum_group_size_means_no_withheld_text() -> None:
