@@ -84,7 +84,7 @@ def release(plan: QueryPlan, exact: Exact) -> Result:
     for planned in plan.quantities:
         if planned.quantity is Quantity.QUANTILE:
             noisy[planned.key] = [_quantile(plan, planned, exact, k) for k in keys]
-        elif planned.quantity is Quantity.ROWS and counts_released is not None:
+        elif planned.quantity is Quantity.ROWS and planned.condition is None and counts_released is not None:
             noisy[planned.key] = [float(counts_released[k]) for k in keys]
         else:
             values = [_exact_value(plan, planned, exact.groups.get(k)) >> planned.shift for k in keys]

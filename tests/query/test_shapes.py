@@ -148,6 +148,19 @@ def test_exact_at_huge_epsilon(
         assert all(same(a, b) for a, b in zip(values, want, strict=True)), (key, values, want)
 
 
+def test_conditional_counts_in_partition_selection_are_their_own(
+    engine: Engine, catalog: Catalog, neighbours: tuple[DatasetRecord, DatasetRecord]
+) -> None:
+    """With groups selected privately, COUNT(*) FILTER is its own noisy count, not the selection's."""
+    record = neighbours[0]
+    sql = "SELECT kind, COUNT(*) AS n, COUNT(*) FILTER (WHERE age > 50) AS old FROM t GROUP BY kind"
+    result = engine.query(record.name, sql, HUGE_EPSILON, 1e-6)
+    assert result.grouping == "threshold"
+    plain = "SELECT kind, count(*), count(*) FILTER (WHERE age > 50) FROM t GROUP BY kind"
+    expected = {r[0]: list(r[1:]) for r in stored(catalog, record.name, plain)}
+    assert {r[0]: r[1:] for r in result.rows} == expected
+
+
 def _key(value: Any) -> Any:
     return float(value) if isinstance(value, int | float) else value
 
