@@ -279,8 +279,9 @@ def build_plan(
         table=query.table.name,
         columns=query.columns_used,
         aggregates=frozenset(s.kind for s in query.aggregates),
-        # the columns grouped by: an expression key's output name (``... AS band``) is not a column
-        group_by=tuple(g.name for g in query.group_keys if query.table.column(g.name) is not None),
+        # the declared columns grouped by: an expression key's output name (``... AS band``) and a
+        # joined column's internal name (joins.py) are not; their columns are in ``columns``
+        group_by=tuple(g.name for g in query.group_keys if g.name in query.columns_used),
         epsilon=epsilon,
         delta=delta_spent,
         normalized_sql=query.normalized_sql,

@@ -211,6 +211,13 @@ def test_policies_see_the_declared_column_names(
     )
     assert plan.summary.columns == frozenset({"name", "cost", "district", "code", "person_id"})
     assert plan.summary.table == "visits"
+    assert plan.summary.group_by == ("name",)
+    itself = engine.plan(
+        province[0].name,
+        "SELECT a.kind, COUNT(*) FROM visits a JOIN visits b ON a.person_id = b.person_id GROUP BY a.kind",
+        1.0,
+    )
+    assert itself.summary.group_by == () and "kind" in itself.summary.columns  # internal name a_kind
 
 
 PARITY = [sql for sql, _ in EXACT] + [
