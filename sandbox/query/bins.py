@@ -44,7 +44,7 @@ def is_bin_shape(expr: exp.Expression) -> bool:
     """Whether ``expr`` has the form of one of the histogram shapes (checked further by ``binned``)."""
     expr = _unparen(expr)
     if isinstance(expr, exp.Mul):
-        expr = _unparen(expr.this)
+        expr = _unparen(_factors(expr)[0])
     return isinstance(expr, exp.Floor | exp.WidthBucket | exp.Case)
 
 
@@ -55,13 +55,20 @@ def binned(expr: exp.Expression, lookup: ColumnLookup, checker: ScalarChecker) -
         return _case_bands(expr, checker)
     scale_by: Fraction | None = None
     if isinstance(expr, exp.Mul):
-        scale_by = _constant(expr.expression, "the multiplier of FLOOR(x / w) * v")
-        expr = _unparen(expr.this)
+        key, multiplier = _factors(expr)
+        scale_by = _constant(multiplier, "the multiplier of FLOOR(x / w) * v")
+        expr = _unparen(key)
     if isinstance(expr, exp.Floor):
         return _floor_bins(expr, scale_by, lookup)
     if isinstance(expr, exp.WidthBucket) and scale_by is None:
         return _width_buckets(expr, lookup)
     return None
+
+
+def _factors(product: exp.Mul) -> tuple[exp.Expression, exp.Expression]:
+    """``(key, multiplier)`` of ``key * v`` or ``v * key`` (the key is the non-literal side)."""
+    left, right = product.this, product.expression
+    return (right, left) if isinstance(_unparen(left), exp.Literal | exp.Neg) else (left, right)
 
 
 def _floor_bins(node: exp.Floor, scale_by: Fraction | None, lookup: ColumnLookup) -> Binned | None:

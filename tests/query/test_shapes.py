@@ -168,6 +168,7 @@ def _key(value: Any) -> Any:
 BIN_SETS = {
     "SELECT FLOOR(age / 10) * 10 AS b, COUNT(*) FROM t GROUP BY b": [float(10 * k) for k in range(11)],
     "SELECT FLOOR(age / 30) AS b, COUNT(*) FROM t GROUP BY b": [0.0, 1.0, 2.0, 3.0],
+    "SELECT 5 * FLOOR(age / 30) AS b, COUNT(*) FROM t GROUP BY b": [0.0, 5.0, 10.0, 15.0],
     "SELECT WIDTH_BUCKET(age, 20, 80, 3) AS b, COUNT(*) FROM t GROUP BY b": [0.0, 1.0, 2.0, 3.0, 4.0],
     "SELECT WIDTH_BUCKET(age, 0, 101, 2) AS b, COUNT(*) FROM t GROUP BY b": [1.0, 2.0],
     "SELECT FLOOR(cost / 2500.5) AS b, COUNT(*) FROM t GROUP BY b": [0.0, 1.0],
