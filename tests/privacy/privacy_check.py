@@ -19,7 +19,7 @@ from privacy_compare import Outcome, compare, engine_for, run
 from privacy_data import Pair, Registered
 from privacy_shapes import Shape
 
-from sandbox.query import Result
+from sandbox.query import Engine, Result
 
 
 @dataclass
@@ -65,11 +65,19 @@ def check_registered(pair: Pair, folder: Path, shapes: Iterable[Shape]) -> Repor
     for side, folder_name in ((pair.d, "d"), (pair.d_prime, "d_prime")):
         source = next((folder / folder_name / "source").glob("people.*"))
         digests |= content_digests(side, source.read_bytes())
-    engines = engine_for(pair.d), engine_for(pair.d_prime)
+    engines: dict[str, tuple[Engine, Engine]] = {}
     try:
         for shape in shapes:
+            if shape.mechanism not in engines:
+                engines[shape.mechanism] = (
+                    engine_for(pair.d, shape.mechanism),
+                    engine_for(pair.d_prime, shape.mechanism),
+                )
             sql = shape.sql()
-            outcomes: list[Outcome] = [run(engine, sql, shape.delta) for engine in engines]
+            outcomes: list[Outcome] = [
+                run(engine, sql, shape.delta, shape.epsilon, shape.min_group_size)
+                for engine in engines[shape.mechanism]
+            ]
             report.ran += 1
             report.answered += outcomes[0].answered
             found = compare(shape, pair.profile, outcomes[0], outcomes[1])
@@ -81,7 +89,7 @@ def check_registered(pair: Pair, folder: Path, shapes: Iterable[Shape]) -> Repor
                     ]
             report.problems += [f"{sql}\n    {problem}" for problem in dict.fromkeys(found)]
     finally:
-        for engine in engines:
+        for engine in (e for both in engines.values() for e in both):
             engine.close()
     return report
 

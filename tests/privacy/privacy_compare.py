@@ -7,7 +7,15 @@
   adds rows) releases every key of D, and a key only D′ releases has a count within one unit's
   rows of the threshold; values of the same Python type, finite, inside their bounds, and apart by
   no more than one unit can move them plus 20 times the 95% noise half-width (the answers run at a
-  huge epsilon, so the noise is close to zero).
+  huge epsilon, so the noise is close to zero);
+- the same estimate (``Engine.estimate`` reads no data), equal to the plan's charge;
+- HAVING, ORDER BY and LIMIT (``privacy_shapes.Post``) run on released values: on group keys they
+  keep and order the same keys on D and D′; on noisy values they may keep other keys (that is
+  post-processing of noise), but every kept row passes the condition on its released values, the
+  rows are in the requested order, LIMIT without HAVING keeps the same number of rows, and a key
+  kept on one side only sits within one unit's reach of the HAVING edge;
+- ``min_group_size``: suppression reads only noisy counts, so a cell suppressed on one side only
+  has a count within one unit's reach of the minimum on the other; the row count is the same.
 """
 
 from __future__ import annotations
@@ -16,16 +24,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import privacy_post
 from privacy_data import DATASET, Profile, Registered
-from privacy_shapes import Aggregate, Shape
+from privacy_shapes import HUGE_EPSILON, Aggregate, Shape
+from privacy_values import NOISE_WIDTHS, allowed, ci_of, key_of
 
 from sandbox.errors import SandboxError
 from sandbox.query import Engine, Result
 from sandbox.settings import Settings
-
-HUGE_EPSILON = 1e6  # the largest epsilon the engine accepts (sandbox.ranges.MAX_EPSILON)
-QUANTILE_CANDIDATES = Settings().quantile_candidates
-NOISE_WIDTHS = 20.0  # slack in 95% half-widths: a Laplace draw beyond it has probability < 1e-20
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class Outcome:
     error: tuple[str, str] | None  # (error class, code)
     charge: tuple[float, float] | None  # (epsilon, delta) reserved, None when refused at planning
     result: Result | None
+    estimate: dict[str, Any] | None = None  # Engine.estimate of the same request
 
     @property
     def answered(self) -> bool:
@@ -48,26 +55,30 @@ class Outcome:
         return f"{len(self.result.rows)} row(s): {self.result.rows[:6]!r}"
 
 
-def engine_for(side: Registered) -> Engine:
+def engine_for(side: Registered, mechanism: str = "laplace") -> Engine:
     """An engine over one side's catalog that accepts a huge epsilon."""
-    return Engine(side.catalog, Settings(max_epsilon_per_query=HUGE_EPSILON))
+    settings = Settings(max_epsilon_per_query=HUGE_EPSILON, mechanism=mechanism)
+    return Engine(side.catalog, settings)
 
 
-def run(engine: Engine, sql: str, delta: float, epsilon: float = HUGE_EPSILON) -> Outcome:
+def run(
+    engine: Engine, sql: str, delta: float, epsilon: float = HUGE_EPSILON, min_group_size: int = 0
+) -> Outcome:
     """Plan then execute, as the gateway does; the charge is what the plan reserved.
 
     An error other than a ``SandboxError`` is the gateway's HTTP 500: an outcome too, compared
     like the others (code ``internal``).
     """
     try:
-        plan = engine.plan(DATASET, sql, epsilon, delta)
+        plan = engine.plan(DATASET, sql, epsilon, delta, min_group_size=min_group_size)
     except Exception as error:
         return Outcome(_error(error), None, None)
     charge = (plan.epsilon_spent, plan.delta_spent)
+    estimate = engine.estimate(DATASET, sql, epsilon, delta, min_group_size=min_group_size).to_dict()
     try:
-        return Outcome(None, charge, engine.execute(plan))
+        return Outcome(None, charge, engine.execute(plan), estimate)
     except Exception as error:
-        return Outcome(_error(error), charge, None)
+        return Outcome(_error(error), charge, None, estimate)
 
 
 def _error(error: Exception) -> tuple[str, str]:
@@ -79,10 +90,11 @@ def compare(shape: Shape, profile: Profile, d: Outcome, d_prime: Outcome) -> lis
     """Every way the two outcomes differ beyond what noise and one unit allow (empty: none)."""
     if d.error != d_prime.error or d.charge != d_prime.charge:
         return [f"outcome differs: D {d.describe()} / D′ {d_prime.describe()}"]
+    problems = _estimate_problems(d, d_prime)
     if d.result is None or d_prime.result is None:
-        return []
+        return problems
     a, b = d.result, d_prime.result
-    problems = [
+    problems += [
         f"{name} differs: {x!r} / {y!r}"
         for name, x, y in (
             ("columns", a.columns, b.columns),
@@ -90,7 +102,9 @@ def compare(shape: Shape, profile: Profile, d: Outcome, d_prime: Outcome) -> lis
             ("epsilon", a.epsilon, b.epsilon),
             ("delta", a.delta, b.delta),
             ("dataset", a.dataset, b.dataset),
-            ("suppressed_rows", a.suppressed_rows, b.suppressed_rows),
+            ("suppressed_rows", a.suppressed_rows, b.suppressed_rows)
+            if not shape.min_group_size  # else compared per key by privacy_post
+            else ("", 0, 0),
             ("mechanisms", [x.mechanisms for x in a.accuracy], [y.mechanisms for y in b.accuracy]),
             ("meta", a.meta, b.meta),
         )
@@ -99,65 +113,33 @@ def compare(shape: Shape, profile: Profile, d: Outcome, d_prime: Outcome) -> lis
     if problems:
         return problems
     width = len(shape.group_by)
-    rows_a = {_key(r[:width]): r for r in a.rows}
-    rows_b = {_key(r[:width]): r for r in b.rows}
+    rows_a = {key_of(r[:width]): r for r in a.rows}
+    rows_b = {key_of(r[:width]): r for r in b.rows}
     if len(rows_a) != len(a.rows) or len(rows_b) != len(b.rows):
         problems.append("two released rows have the same key")
-    if shape.mode != "threshold":
-        if [r[:width] for r in a.rows] != [r[:width] for r in b.rows]:
-            problems.append(f"released keys differ: {_keys(a)} / {_keys(b)}")
-    else:
-        problems.extend(_selection_problems(shape, profile, a, rows_a, rows_b))
-    ci_a, ci_b = _ci(a), _ci(b)
+    ci_a, ci_b = ci_of(a), ci_of(b)
+    for side, result in (("D", a), ("D′", b)):
+        problems += [f"{side}: {p}" for p in privacy_post.side_problems(shape, result)]
+    problems += privacy_post.key_problems(shape, profile, (a, b), (rows_a, rows_b), (ci_a, ci_b))
     for key in rows_a.keys() & rows_b.keys():
         pair = (rows_a[key], rows_b[key])
-        problems.extend(_row_problems(shape, profile, a.columns, pair, (ci_a[key], ci_b[key])))
+        if shape.min_group_size and privacy_post.suppressed(shape, a.columns, pair):
+            continue  # compared by privacy_post.key_problems
+        problems.extend(row_problems(shape, profile, a.columns, pair, (ci_a[key], ci_b[key])))
     return problems
 
 
-def _key(values: list[Any]) -> tuple[tuple[str, str], ...]:
-    """A key that keeps apart values Python would merge (1 and 1.0 and True, dates and strings)."""
-    return tuple((type(v).__name__, repr(v)) for v in values)
+def _estimate_problems(d: Outcome, d_prime: Outcome) -> list[str]:
+    """The estimate reads no data: the same on D and D′, and it states the plan's charge."""
+    if d.estimate != d_prime.estimate:
+        return [f"estimate differs: {d.estimate} / {d_prime.estimate}"]
+    estimate = d.estimate
+    if estimate is not None and (estimate["epsilon"], estimate["delta"]) != d.charge:
+        return [f"estimate states ({estimate['epsilon']}, {estimate['delta']}), the plan charges {d.charge}"]
+    return []
 
 
-def _keys(result: Result) -> list[Any]:
-    width = len(result.columns) - len(result.accuracy)
-    return [r[:width] for r in result.rows][:8]
-
-
-def _ci(result: Result) -> dict[tuple[tuple[str, str], ...], dict[str, float]]:
-    """Per released key, the 95% noise half-width of each aggregate column."""
-    width = len(result.columns) - len(result.accuracy)
-    cis: dict[tuple[tuple[str, str], ...], dict[str, float]] = {}
-    for index, row in enumerate(result.rows):
-        cis[_key(row[:width])] = {acc.column: acc.ci95[index] or 0.0 for acc in result.accuracy}
-    return cis
-
-
-def _selection_problems(
-    shape: Shape,
-    profile: Profile,
-    a: Result,
-    rows_a: dict[Any, list[Any]],
-    rows_b: dict[Any, list[Any]],
-) -> list[str]:
-    """D′ adds rows only, so at a huge epsilon it keeps every key of D; a key it adds is one the
-    added unit lifted over the threshold."""
-    problems = []
-    lost = rows_a.keys() - rows_b.keys()
-    if lost:
-        problems.append(f"keys released on D but not on D′: {sorted(lost)[:4]}")
-    threshold = a.meta.get("threshold") or 0
-    count_column = "a" if shape.aggregate.sql == "COUNT(*)" else "r"
-    index = a.columns.index(count_column)
-    for key in rows_b.keys() - rows_a.keys():
-        count = rows_b[key][index]
-        if count > threshold + profile.max_rows_per_unit + 1:
-            problems.append(f"key {key} appears on D′ only with count {count} (threshold {threshold:.3g})")
-    return problems
-
-
-def _row_problems(
+def row_problems(
     shape: Shape,
     profile: Profile,
     columns: list[str],
@@ -182,7 +164,7 @@ def _row_problems(
         slack = NOISE_WIDTHS * max(cis[0].get(name, 0.0), cis[1].get(name, 0.0))
         slack += 1e-9 * max(abs(x), abs(y), 1.0)
         aggregate = shape.aggregate if name == "a" else Aggregate("", "count")
-        low, high, reach = _allowed(aggregate, profile, count)
+        low, high, reach = allowed(aggregate, profile, count)
         for value in (x, y):
             if not low - slack <= value <= high + slack:
                 problems.append(f"{name}: {value!r} outside [{low}, {high}]")
@@ -193,28 +175,3 @@ def _row_problems(
         elif abs(moved) > reach + slack:
             problems.append(f"{name}: moved {moved!r} by one unit (allowed ±{reach:.6g}): {x!r} -> {y!r}")
     return problems
-
-
-def _allowed(aggregate: Aggregate, profile: Profile, count: Any) -> tuple[float, float, float]:
-    """Range of a released value and how far one added unit may move it (before noise)."""
-    k = profile.max_rows_per_unit
-    if aggregate.kind in ("count", "units") or aggregate.column is None:
-        return 0.0, math.inf, float(k)
-    bounds = profile.bounds(aggregate.column)
-    unit = 10.0 ** -(bounds.scale or 0) if aggregate.column == "x" else 1.0
-    n = max(float(count or 0), 1.0)
-    if aggregate.kind == "sum":
-        return -math.inf, math.inf, k * bounds.magnitude + unit
-    if aggregate.kind == "avg":
-        return bounds.lower, bounds.upper, min(bounds.width, k * bounds.width / n) + unit
-    if aggregate.kind == "quantile":
-        # candidates c_i = L + i * step, step = ceil((U - L) / (m - 1)): the last may pass U
-        units = round(bounds.width / unit)
-        last = max(min(QUANTILE_CANDIDATES, units + 1) - 1, 1)
-        top = bounds.lower + last * math.ceil(units / last) * unit
-        return bounds.lower, top, top - bounds.lower
-    half = (bounds.width / 2) ** 2
-    variance = min(half, (k + 1) * bounds.width**2 / max(n - 1, 1.0)) + k * bounds.width**2 * 2**-20
-    if aggregate.kind == "variance":
-        return 0.0, half, variance + unit
-    return 0.0, bounds.width / 2, math.sqrt(variance) + unit

@@ -1,18 +1,25 @@
-"""Accepted query shapes: each aggregate × each grouping mode × each WHERE family of the whitelist.
+"""Accepted query shapes: each aggregate × each grouping mode × each WHERE family of the whitelist,
+and the settings around them (HAVING/ORDER BY/LIMIT, ``min_group_size``, the Gaussian mechanism).
 
 A shape is one aggregate, one grouping (none, public keys, partition selection) and one WHERE
 condition from a family of ``sandbox/query/whitelist.py`` (the one whitelist); ``Shape.sql`` writes
 the query, with the companions the comparison needs (``c``: the measure's non-NULL count, for the
-tolerance of AVG/VARIANCE/STDDEV/quantiles; ``r``: the row count, in partition-selection mode).
+tolerance of AVG/VARIANCE/STDDEV/quantiles; ``r``: the row count, in partition-selection mode and
+under ``min_group_size``). A shape may add post-release clauses (``Post``), a minimum group size
+and the Gaussian mechanism; ``settings_shapes`` crosses those with the grouping modes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from privacy_data import TABLE, UNIT
 
 SELECTION_DELTA = 1e-6
+# The Gaussian mechanism's largest epsilon the engine can calibrate (at 1e5 OpenDP's conversion to
+# rho overflows and the plan fails with an internal error, on D and D′ alike).
+GAUSSIAN_EPSILON = 1e4
+HUGE_EPSILON = 1e6  # the largest epsilon the engine accepts (sandbox.ranges.MAX_EPSILON)
 
 
 @dataclass(frozen=True)
@@ -132,19 +139,65 @@ WHERE_FAMILIES: dict[str, list[str]] = {
 
 
 @dataclass(frozen=True)
+class Post:
+    """HAVING, ORDER BY and LIMIT over the released table.
+
+    ``reads``: the released column the clauses read (None: group keys only, so they keep or order
+    rows the same way on D and D′). ``edge``: the HAVING condition is ``reads > edge`` (a key kept
+    on one side only must then sit within one unit's reach of the edge); None with ``reads`` set:
+    a HAVING on an aggregate the query does not release (nothing to bound; rows may differ).
+    """
+
+    having: str | None = None
+    order: str | None = None
+    limit: int | None = None
+    reads: str | None = None
+    edge: float | None = None
+    grouped: bool = True  # uses the group key g0 (not for queries without GROUP BY)
+
+    def sql(self) -> str:
+        """The clauses, after GROUP BY."""
+        text = f" HAVING {self.having}" if self.having else ""
+        text += f" ORDER BY {self.order}" if self.order else ""
+        return text + (f" LIMIT {self.limit}" if self.limit is not None else "")
+
+
+POSTS = [
+    Post(having="g0 IS NOT NULL"),  # HAVING on a group key
+    Post(order="g0 DESC", limit=1),  # ORDER BY a group key, LIMIT
+    Post(order="1", limit=2),  # ORDER BY a position
+    Post(limit=2, grouped=False),  # LIMIT alone: the first rows in key order
+    Post(limit=0, grouped=False),
+    Post(order="a DESC", limit=1, reads="a", grouped=False),  # which key survives depends on noise
+    Post(having="a > 40", order="a", reads="a", edge=40.0, grouped=False),  # 40: the large group
+    Post(having="a > 6 AND g0 IS NOT NULL", reads="a", edge=6.0),
+    Post(having="SUM(n) > 0", order="g0", reads="SUM(n)"),  # an aggregate released only to HAVING
+]
+
+
+@dataclass(frozen=True)
 class Shape:
-    """One query: aggregate, GROUP BY expressions, WHERE family and condition (or None)."""
+    """One query: aggregate, GROUP BY expressions, WHERE family and condition (or None), and the
+    settings around it: post-release clauses, minimum group size, mechanism."""
 
     aggregate: Aggregate
     mode: str
     group_by: tuple[str, ...]
     family: str
     where: str | None
+    post: Post | None = None
+    min_group_size: int = 0
+    mechanism: str = "laplace"
 
     @property
     def delta(self) -> float:
-        """Partition selection needs delta; the other modes run at delta 0."""
-        return SELECTION_DELTA if self.mode == "threshold" else 0.0
+        """Partition selection and the Gaussian mechanism need delta; the rest runs at delta 0."""
+        return SELECTION_DELTA if self.mode == "threshold" or self.mechanism == "gaussian" else 0.0
+
+    @property
+    def epsilon(self) -> float:
+        """A huge epsilon (the noise is close to zero), the largest the mechanism can calibrate."""
+        return GAUSSIAN_EPSILON if self.mechanism == "gaussian" else HUGE_EPSILON
 
     def sql(self) -> str:
         """The query text: group keys, the aggregate as ``a``, companions ``c`` and ``r``."""
@@ -153,14 +206,14 @@ class Shape:
         outputs.append(f"{self.aggregate.sql} AS a")
         if self.aggregate.needs_count:
             outputs.append(f"COUNT({self.aggregate.column}) AS c")
-        if self.mode == "threshold" and self.aggregate.sql != "COUNT(*)":
+        if (self.mode == "threshold" or self.min_group_size > 0) and self.aggregate.sql != "COUNT(*)":
             outputs.append("COUNT(*) AS r")
         text = f"SELECT {', '.join(outputs)} FROM {TABLE}"
         if self.where:
             text += f" WHERE {self.where}"
         if keys:
             text += f" GROUP BY {', '.join(keys)}"
-        return text
+        return text + (self.post.sql() if self.post else "")
 
 
 def probe_shapes() -> list[Shape]:
@@ -198,4 +251,33 @@ def covering_shapes(part: int = 0, parts: int = 1) -> list[Shape]:
                 group_by = lists[(index + offset) % len(lists)]
                 where = " AND ".join(f"({c})" for c in conditions) or None
                 shapes.append(Shape(aggregate, mode, group_by, family, where))
+    return shapes[part::parts]
+
+
+# A few aggregates for the settings shapes: a count, an additive sum, a ratio, a quantile.
+SETTINGS_AGGREGATES = [AGGREGATES[0], AGGREGATES[3], AGGREGATES[12], AGGREGATES[7]]
+# min_group_size 41: one more than D's large group (so D′'s unit lifts it over); 5: the NULL group.
+MIN_GROUP_SIZES = (41, 5)
+
+
+def settings_shapes(part: int = 0, parts: int = 1) -> list[Shape]:
+    """Post-release clauses, ``min_group_size`` and the Gaussian mechanism, each × grouping mode ×
+    a few aggregates (no WHERE, or one WHERE family, rotating); ``part`` of ``parts``."""
+    families = [f for f in WHERE_FAMILIES if f != "none"]
+    bases: list[Shape] = []
+    for index, aggregate in enumerate(SETTINGS_AGGREGATES):
+        for mode, lists in GROUPINGS.items():
+            family = families[(index * 3 + len(bases)) % len(families)]
+            where = WHERE_FAMILIES[family][0] if index % 2 else None
+            group_by = lists[index % len(lists)]
+            bases.append(Shape(aggregate, mode, group_by, family if where else "none", where))
+    shapes = []
+    for base in bases:
+        for post in POSTS:
+            if base.group_by or not post.grouped:
+                shapes.append(replace(base, post=post))
+        for size in MIN_GROUP_SIZES:
+            shapes.append(replace(base, min_group_size=size))
+        shapes.append(replace(base, mechanism="gaussian"))
+        shapes.append(replace(base, mechanism="gaussian", min_group_size=MIN_GROUP_SIZES[0], post=POSTS[1]))
     return shapes[part::parts]

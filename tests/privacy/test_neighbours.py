@@ -2,13 +2,15 @@
 
 Hypothesis draws D (units repeated to make large groups), one added unit placed adversarially
 (values from the extreme pools of ``privacy_data``, often colliding with D's values) and a few
-query shapes from the full product of ``privacy_shapes``; ``privacy_check.check_pair`` lists every
+query shapes from the full product of ``privacy_shapes``, some with HAVING/ORDER BY/LIMIT, a
+minimum group size or the Gaussian mechanism; ``privacy_check.check_pair`` lists every
 difference an analyst could see. The example budget is the profile's (``privacy_profile``).
 """
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import event, given
@@ -31,7 +33,7 @@ from privacy_data import (
     with_units,
 )
 from privacy_profile import chosen
-from privacy_shapes import Shape, every_shape, probe_shapes
+from privacy_shapes import MIN_GROUP_SIZES, POSTS, Shape, every_shape, probe_shapes
 
 ADDED_UID = 1_000_000
 SHAPES = every_shape()
@@ -120,8 +122,21 @@ def pairs(draw: st.DrawFn) -> Pair:
     return Pair(profile, base, added, added_first=draw(st.booleans()))
 
 
+@st.composite
+def variants(draw: st.DrawFn, shape: Shape) -> Shape:
+    """The shape, often as is, else with post-release clauses, a minimum group size (1 blanks
+    only empty cells) or the Gaussian mechanism."""
+    posts = [None] * 4 + [p for p in POSTS if shape.group_by or not p.grouped]
+    return replace(
+        shape,
+        post=draw(st.sampled_from(posts)),
+        min_group_size=draw(st.sampled_from([0, 0, 0, 0, 1, *MIN_GROUP_SIZES])),
+        mechanism=draw(st.sampled_from(["laplace"] * 4 + ["gaussian"])),
+    )
+
+
 @chosen()  # type: ignore[untyped-decorator]  # given() returns Callable[..., None]
-@given(pair=pairs(), shapes=st.lists(st.sampled_from(SHAPES), min_size=1, max_size=8))
+@given(pair=pairs(), shapes=st.lists(st.sampled_from(SHAPES).flatmap(variants), min_size=1, max_size=8))
 def test_neighbours_get_the_same_answers(pair: Pair, shapes: list[Shape]) -> None:
     """D and D′ are indistinguishable except through noise, whatever the query shape (the drawn
     shapes, and COUNT(*) by every grouping)."""
