@@ -166,9 +166,11 @@ POSTS = [
     Post(having="g0 IS NOT NULL"),  # HAVING on a group key
     Post(order="g0 DESC", limit=1),  # ORDER BY a group key, LIMIT
     Post(order="1", limit=2),  # ORDER BY a position
+    Post(order="g0 IS NULL DESC, g0", limit=3),  # ORDER BY an expression of a key
     Post(limit=2, grouped=False),  # LIMIT alone: the first rows in key order
     Post(limit=0, grouped=False),
     Post(order="a DESC", limit=1, reads="a", grouped=False),  # which key survives depends on noise
+    Post(order="COUNT(*) DESC", limit=1, reads="COUNT(*)", grouped=False),  # an aggregate not in SELECT
     Post(having="a > 40", order="a", reads="a", edge=40.0, grouped=False),  # 40: the large group
     Post(having="a > 6 AND g0 IS NOT NULL", reads="a", edge=6.0),
     Post(having="SUM(n) > 0", order="g0", reads="SUM(n)"),  # an aggregate released only to HAVING
