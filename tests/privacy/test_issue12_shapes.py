@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from privacy_check import check_pair
+from privacy_pairs import PAIRS
 from privacy_shapes import AGGREGATES, GROUPINGS, WHERE_FAMILIES, Aggregate, Shape
-from test_every_shape import PAIRS
 
 CONDITIONAL = [
     Aggregate("COUNT(*) FILTER (WHERE x > 0)", "count"),
