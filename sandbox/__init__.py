@@ -5,7 +5,8 @@ Public modules, in the order a query flows through them:
 - ``sandbox.catalog``   datasets as the data owner declares them (metadata, ingest, registry)
 - ``sandbox.policies``  who may query what: the pure policy engine and the access workflow
 - ``sandbox.query``     the DP engine: parse, validate, rewrite, plan, execute, noise, release
-- ``sandbox.ledger``    privacy-budget reservations and charges
+- ``sandbox.budget``    exact privacy-budget units and the budget state a query is checked against
+- ``sandbox.control``   the control plane: users, access lifecycle, admission, lifetime ledger, audit
 - ``sandbox.audit``     the hash-chained audit log and its verification
 - ``sandbox.store``     control-plane state (SQLAlchemy: SQLite or PostgreSQL)
 - ``sandbox.auth``      authenticators (API tokens, JupyterHub)

@@ -47,10 +47,10 @@ class QueryPipeline:
         first aggregate is at most ``ci`` (at the assumed ``group_size`` for AVG/VARIANCE/STDDEV);
         the policy and the budget then decide as for any epsilon.
         """
-        plan, policy = self._plan(
+        plan, _policy = self._plan(
             principal, dataset, sql, epsilon, delta, ci=ci, group_size=group_size, record_rejection=True
         )
-        outcome = self.control.begin_query(principal, plan.query.record, plan.summary, sql=sql, policy=policy)
+        outcome = self.control.begin_query(principal, plan.query.record, plan.summary, sql=sql)
         if isinstance(outcome, CachedAnswer):
             replayed = _answer(
                 outcome.query_id,

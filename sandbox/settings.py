@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     abandoned_reservation_s: float = Field(
         600.0, gt=0, description="Age after which a reservation whose query never finished is charged."
     )
+    request_ttl_days: int = Field(
+        30, ge=1, description="Days an access request may stay pending before it expires undecided."
+    )
 
     # authentication
     auth_mode: Literal["tokens", "jupyterhub"] = Field("tokens", description="Authenticator to use.")

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sandbox import ranges
 from sandbox.audit.models import AuditEventView, VerifyReport
 from sandbox.catalog.models import Classification, ColumnRole, DatasetRecord
-from sandbox.ledger import BudgetView, QueryView
-from sandbox.metering import UsageReport
+from sandbox.control.ledger import BudgetView, QueryView
+from sandbox.control.metering import UsageReport
 from sandbox.policies.models import AccessRequestView, PolicyView
 from sandbox.principals import Principal, Role
 from sandbox.query.summary import AggregateKind

@@ -1,7 +1,8 @@
 """The append-only hash chain of audit events.
 
 Each event's ``hash`` is the SHA-256 (hex) of the canonical JSON (sorted keys, no whitespace,
-UTF-8) of ``{seq, type, time, actor, organisation, dataset, payload, prev_hash}``; ``prev_hash`` is
+UTF-8) of ``{seq, type, time, actor, organisation, dataset, payload, prev_hash}``, plus ``via``
+when the event has one (how the actor was verified, e.g. ``os:alice`` on the CLI); ``prev_hash`` is
 the previous event's hash (64 zeros for the first event). Events are appended inside the write
 transaction of the state change they record, so both commit or neither does.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 
 from sandbox.audit.models import AuditEventView, EventType
+from sandbox.principals import Principal
 from sandbox.store.db import Runner
 from sandbox.store.models import AuditEvent, AuditHead, Base
 
@@ -48,7 +50,7 @@ def parse_time(text: str) -> datetime:
 
 def event_hash(event: AuditEventView) -> str:
     """The SHA-256 an event must carry, computed from its content and ``prev_hash``."""
-    return _content_hash(event.model_dump(exclude={"hash"}))
+    return _content_hash(event.model_dump(exclude={"hash"} if event.via is not None else {"hash", "via"}))
 
 
 def _content_hash(content: dict[str, Any]) -> str:
@@ -66,6 +68,7 @@ def view_of(row: AuditEvent) -> AuditEventView:
         type=row.type,
         time=row.time,
         actor=row.actor,
+        via=row.via,
         organisation=row.organisation,
         dataset=row.dataset,
         payload=payload,
@@ -78,13 +81,17 @@ def append(
     session: Runner,
     type: EventType,
     *,
-    actor: str,
+    actor: str | Principal,
     now: datetime,
     organisation: str | None = None,
     dataset: str | None = None,
     payload: dict[str, Any] | None = None,
 ) -> AuditEventView:
-    """Append one event after the chain head; call inside a write transaction."""
+    """Append one event after the chain head; call inside a write transaction.
+
+    ``actor`` is a verified principal (its ``via`` is recorded too) or the name of one the caller
+    verified (a token's holder, the system).
+    """
     head = session.execute(_READ_HEAD).one_or_none()
     if head is None:
         raise RuntimeError("the audit chain head row is missing: run `sandbox db upgrade`")
@@ -92,15 +99,17 @@ def append(
         "seq": head.seq + 1,
         "type": type.value,
         "time": format_time(now),
-        "actor": actor,
+        "actor": actor.name if isinstance(actor, Principal) else actor,
         "organisation": organisation,
         "dataset": dataset,
         "payload": payload or {},
         "prev_hash": head.hash,
     }
+    via = actor.via if isinstance(actor, Principal) else None
+    if via is not None:
+        content["via"] = via
     digest = _content_hash(content)
-    session.execute(
-        _INSERT_EVENT, {**content, "payload": canonical_json(content["payload"]).decode(), "hash": digest}
-    )
+    row = {"via": None, **content, "payload": canonical_json(content["payload"]).decode(), "hash": digest}
+    session.execute(_INSERT_EVENT, row)
     session.execute(_MOVE_HEAD, {"new_seq": content["seq"], "new_hash": digest})
     return AuditEventView(**content, hash=digest)

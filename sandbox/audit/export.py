@@ -15,7 +15,18 @@ from sandbox.audit.chain import canonical_json, format_time
 from sandbox.audit.models import AuditEventView
 from sandbox.store.models import AuditEvent
 
-CSV_FIELDS = ("seq", "type", "time", "actor", "organisation", "dataset", "payload", "prev_hash", "hash")
+CSV_FIELDS = (
+    "seq",
+    "type",
+    "time",
+    "actor",
+    "via",
+    "organisation",
+    "dataset",
+    "payload",
+    "prev_hash",
+    "hash",
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,12 @@ class EventFilter:
 
 def to_jsonl(events: Iterable[AuditEventView]) -> str:
     """One canonical JSON object per line; each line re-hashes to its ``hash`` field."""
-    return "".join(canonical_json(event.model_dump(mode="json")).decode("utf-8") + "\n" for event in events)
+    return "".join(canonical_json(_hashed(event)).decode("utf-8") + "\n" for event in events)
+
+
+def _hashed(event: AuditEventView) -> dict[str, object]:
+    """The event as hashed: ``via`` only when it has one."""
+    return event.model_dump(mode="json", exclude={"via"} if event.via is None else set())
 
 
 def to_csv(events: Iterable[AuditEventView]) -> str:

@@ -12,12 +12,18 @@ class EventType(StrEnum):
     """Every audit event type (stable strings)."""
 
     USER_ADDED = "user.added"
+    USER_DISABLED = "user.disabled"
+    USER_ENABLED = "user.enabled"
+    USER_ROLES_CHANGED = "user.roles_changed"
     TOKEN_ISSUED = "token.issued"
     TOKEN_REVOKED = "token.revoked"
     DATASET_REGISTERED = "dataset.registered"
     ACCESS_REQUESTED = "access.requested"
     ACCESS_APPROVED = "access.approved"
     ACCESS_REJECTED = "access.rejected"
+    ACCESS_WITHDRAWN = "access.withdrawn"
+    ACCESS_EXPIRED = "access.expired"
+    POLICY_AMENDED = "policy.amended"
     POLICY_REVOKED = "policy.revoked"
     POLICY_EXPIRED = "policy.expired"
     BUDGET_CAP_SET = "budget.cap_set"
@@ -27,6 +33,8 @@ class EventType(StrEnum):
     QUERY_REJECTED = "query.rejected"
     QUERY_FAILED = "query.failed"
     AUDIT_CHECKPOINT = "audit.checkpoint"
+    AUTH_FAILED = "auth.failed"  # a token or a CLI identity that did not authenticate
+    AUTH_REFUSED = "auth.refused"  # an authenticated actor refused an action its roles do not allow
 
 
 class AuditEventView(BaseModel):
@@ -38,6 +46,7 @@ class AuditEventView(BaseModel):
     type: str
     time: str
     actor: str
+    via: str | None = None
     organisation: str | None
     dataset: str | None
     payload: dict[str, Any]
@@ -54,6 +63,18 @@ class VerifyProblem(BaseModel):
     reason: str
 
 
+class StateDivergence(BaseModel):
+    """A stored value the audit chain does not prove: which row, which field, chain vs stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table: str
+    row: str
+    field: str
+    chain: Any = Field(description="The value replaying the chain gives (null: no such row).")
+    stored: Any = Field(description="The value in the state store (null: no such row).")
+
+
 class VerifyReport(BaseModel):
     """Result of walking the chain and checking every checkpoint."""
 
@@ -68,6 +89,12 @@ class VerifyReport(BaseModel):
         default=0, description="Checkpoints found (in the chain and the checkpoint log)."
     )
     checkpoints_verified: int = Field(default=0, description="Checkpoints whose signature and head matched.")
+    state_checked: bool = Field(
+        default=False, description="Whether the stored state was compared with the chain's replay."
+    )
+    divergences: tuple[StateDivergence, ...] = Field(
+        default=(), description="Every stored value the chain does not prove (state tampering)."
+    )
     warnings: tuple[str, ...] = ()
 
 

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
-from sandbox import users
 from sandbox.audit import chain
 from sandbox.audit.models import EventType
+from sandbox.auth import users
 from sandbox.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
 from sandbox.principals import Principal
 from sandbox.store.models import ApiToken, Base, User
@@ -22,7 +22,14 @@ _TOKENS = Base.metadata.tables[ApiToken.__tablename__]
 _USERS = Base.metadata.tables[User.__tablename__]
 # one pre-built Core statement per request: the token's state and its holder
 _TOKEN_HOLDER = (
-    select(_TOKENS.c.revoked_at, _TOKENS.c.expires_at, _USERS.c.name, _USERS.c.roles, _USERS.c.organisation)
+    select(
+        _TOKENS.c.revoked_at,
+        _TOKENS.c.expires_at,
+        _USERS.c.name,
+        _USERS.c.roles,
+        _USERS.c.organisation,
+        _USERS.c.disabled_at,
+    )
     .select_from(_TOKENS.outerjoin(_USERS, _USERS.c.name == _TOKENS.c.username))
     .where(_TOKENS.c.token_hash == bindparam("b_hash"))
 )
@@ -61,10 +68,11 @@ def hash_token(token: str) -> str:
 
 
 def issue(
-    session: Session, username: str, *, actor: str, ttl_days: int, note: str, now: datetime
+    session: Session, username: str, *, actor: str | Principal, ttl_days: int, note: str, now: datetime
 ) -> IssuedToken:
     """Issue a token for a registered user (``token.issued``); only its hash is stored."""
     user = users.get(session, username)
+    users.ensure_enabled(session, username)
     if ttl_days < 1:
         raise InvalidRequest("token lifetime must be at least one day", code="token.invalid_ttl")
     if len(note) > MAX_NOTE_LENGTH:
@@ -101,7 +109,7 @@ def issue(
     return IssuedToken(id=token_id, username=username, token=token, expires_at=expires_at)
 
 
-def revoke(session: Session, token_id: str, *, actor: str, now: datetime) -> None:
+def revoke(session: Session, token_id: str, *, actor: str | Principal, now: datetime) -> None:
     """Revoke a token (``token.revoked``); ``Conflict`` if it already is."""
     row = session.get(ApiToken, token_id)
     if row is None:
@@ -137,6 +145,8 @@ def principal_for(connection: Session | Connection, token: str, *, now: datetime
         raise Unauthenticated("this token has expired: ask the operator for a new one")
     if row.name is None:
         raise NotFound("the token's user no longer exists", code="user.not_found")
+    if row.disabled_at is not None:
+        raise Unauthenticated(f"user {row.name!r} is disabled: ask the operator")
     return users.principal_of(User(name=row.name, roles=row.roles, organisation=row.organisation))
 
 

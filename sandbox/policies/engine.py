@@ -1,16 +1,16 @@
 """The policy engine: a pure function from (principal, dataset, policy, query, budget, time) to a decision.
 
 It performs no IO and never looks at data. Each denial carries a stable rule id and a message
-saying what to change; amounts are compared as exact integer units (see ``sandbox.ledger``).
+saying what to change; amounts are compared as exact integer units (see ``sandbox.budget``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from sandbox.budget import BudgetState, delta_text, delta_units, epsilon_text, epsilon_units
 from sandbox.catalog.models import Classification, DatasetRecord
-from sandbox.ledger import delta_text, delta_units, epsilon_text, epsilon_units
-from sandbox.policies.models import BudgetState, Decision, PolicyStatus, PolicyView
+from sandbox.policies.models import Decision, PolicyStatus, PolicyView
 from sandbox.principals import Principal, Role
 from sandbox.query.summary import QuerySummary
 
@@ -140,39 +140,49 @@ def check_query(policy: PolicyView | None, summary: QuerySummary) -> Decision:
 
 
 def check_budget(summary: QuerySummary, budget: BudgetState, dataset: str) -> Decision:
-    """Whether the organisation's budget and the dataset-wide cap can afford the query."""
+    """Whether the policy's grant, the organisation's lifetime cap and the dataset-wide cap afford it."""
     epsilon = epsilon_units(summary.epsilon, up=True)
     delta = delta_units(summary.delta, up=True)
-    if epsilon > budget.epsilon_remaining:
-        remaining = budget.epsilon_remaining
+    left = max(budget.epsilon_granted - budget.epsilon_used, 0)
+    if epsilon > left:
         return Decision.deny(
             "budget.epsilon_exhausted",
             f"requested epsilon {epsilon_text(epsilon)} exceeds the remaining budget "
-            f"{epsilon_text(remaining)} on dataset {dataset!r} by {epsilon_text(epsilon - remaining)}: "
-            f"lower epsilon to at most {epsilon_text(remaining)} or ask the owner for more budget",
+            f"{epsilon_text(left)} of your policy on dataset {dataset!r} by {epsilon_text(epsilon - left)}: "
+            f"lower epsilon to at most {epsilon_text(left)} or ask the owner to amend the policy",
             requested=epsilon_text(epsilon),
-            remaining=epsilon_text(remaining),
-            difference=epsilon_text(epsilon - remaining),
+            remaining=epsilon_text(left),
+            difference=epsilon_text(epsilon - left),
         )
-    if delta > budget.delta_remaining:
-        remaining = budget.delta_remaining
+    left = max(budget.delta_granted - budget.delta_used, 0)
+    if delta > left:
         return Decision.deny(
             "budget.delta_exhausted",
             f"requested delta {delta_text(delta)} exceeds the remaining delta budget "
-            f"{delta_text(remaining)} on dataset {dataset!r} by {delta_text(delta - remaining)}: "
-            f"lower delta to at most {delta_text(remaining)} or ask the owner for more budget",
+            f"{delta_text(left)} of your policy on dataset {dataset!r} by {delta_text(delta - left)}: "
+            f"lower delta to at most {delta_text(left)} or ask the owner to amend the policy",
             requested=delta_text(delta),
-            remaining=delta_text(remaining),
-            difference=delta_text(delta - remaining),
+            remaining=delta_text(left),
+            difference=delta_text(delta - left),
         )
-    over_epsilon = (
-        budget.dataset_epsilon_cap is not None
-        and budget.dataset_epsilon_used + epsilon > budget.dataset_epsilon_cap
-    )
-    over_delta = (
-        budget.dataset_delta_cap is not None and budget.dataset_delta_used + delta > budget.dataset_delta_cap
-    )
-    if over_epsilon or over_delta:
+    lifetime = f"your organisation's lifetime cap on {dataset!r} (all its policies, past and present)"
+    for cap, units, text in (
+        (budget.lifetime_epsilon, epsilon, epsilon_text),
+        (budget.lifetime_delta, delta, delta_text),
+    ):
+        if not cap.affords(units):
+            name = "epsilon" if text is epsilon_text else "delta"
+            remaining = cap.remaining or 0
+            return Decision.deny(
+                "budget.lifetime_cap_exhausted",
+                f"requested {name} {text(units)} exceeds what remains under {lifetime}, "
+                f"{text(remaining)}, by {text(units - remaining)}: lower {name} to at most "
+                f"{text(remaining)} or ask the owner to raise the cap",
+                requested=text(units),
+                remaining=text(remaining),
+                difference=text(units - remaining),
+            )
+    if not (budget.dataset_epsilon.affords(epsilon) and budget.dataset_delta.affords(delta)):
         return Decision.deny(
             "budget.dataset_cap_exhausted",
             f"the owner's dataset-wide budget cap on {dataset!r} (shared by all organisations) cannot "

@@ -19,6 +19,8 @@ class RequestStatus(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"  # by its organisation, before a decision
+    EXPIRED = "expired"  # left pending longer than ``request_ttl_days``
 
 
 class PolicyStatus(StrEnum):
@@ -85,37 +87,13 @@ class PolicyView(BaseModel):
         return column.lower() in granted or f"{table}.{column}".lower() in granted
 
 
-@dataclass(frozen=True)
-class BudgetState:
-    """Ledger amounts the engine checks a query against, in exact integer units.
-
-    Epsilon is counted in units of 1e-9, delta in units of 1e-15 (see ``sandbox.ledger``).
-    ``dataset_*_cap`` is the owner's dataset-wide cap over all organisations (``None``: no cap) and
-    ``dataset_*_used`` what all organisations have spent or reserved on the dataset.
-    """
-
-    epsilon_granted: int
-    epsilon_used: int
-    delta_granted: int
-    delta_used: int
-    dataset_epsilon_cap: int | None = None
-    dataset_epsilon_used: int = 0
-    dataset_delta_cap: int | None = None
-    dataset_delta_used: int = 0
-
-    @property
-    def epsilon_remaining(self) -> int:
-        """Epsilon units the organisation may still spend under its policy."""
-        return max(self.epsilon_granted - self.epsilon_used, 0)
-
-    @property
-    def delta_remaining(self) -> int:
-        """Delta units the organisation may still spend under its policy."""
-        return max(self.delta_granted - self.delta_used, 0)
-
-
 BUDGET_RULES = frozenset(
-    {"budget.epsilon_exhausted", "budget.delta_exhausted", "budget.dataset_cap_exhausted"}
+    {
+        "budget.epsilon_exhausted",
+        "budget.delta_exhausted",
+        "budget.lifetime_cap_exhausted",
+        "budget.dataset_cap_exhausted",
+    }
 )
 
 

@@ -1,4 +1,5 @@
-"""The access lifecycle: request → approve / reject; revoke; expiry at ``valid_until``.
+"""The access lifecycle: request → approve / reject / withdraw / expire; amend; revoke; expiry at
+``valid_until``.
 
 Every transition is checked here (only the dataset's owner decides; classification limits) and
 writes its audit event in the caller's write transaction.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, bindparam, select
@@ -17,9 +18,7 @@ from sqlalchemy.orm import Session
 
 from sandbox.audit import chain
 from sandbox.audit.models import EventType
-from sandbox.catalog.models import Classification, DatasetRecord
-from sandbox.errors import Conflict, Forbidden, InvalidRequest, NotFound, PolicyDenied
-from sandbox.ledger import (
+from sandbox.budget import (
     MAX_EPSILON,
     delta_float,
     delta_text,
@@ -28,6 +27,8 @@ from sandbox.ledger import (
     epsilon_text,
     epsilon_units,
 )
+from sandbox.catalog.models import Classification, DatasetRecord
+from sandbox.errors import Conflict, Forbidden, InvalidRequest, NotFound, PolicyDenied
 from sandbox.policies.models import AccessRequestView, PolicyStatus, PolicyView, RequestStatus
 from sandbox.principals import Principal, Role
 from sandbox.query.summary import AggregateKind
@@ -201,6 +202,20 @@ def create_request(
         raise InvalidRequest(
             "valid_until must be in the future and after valid_from", code="request.invalid_validity"
         )
+    pending = session.scalar(
+        select(AccessRequest.id).where(
+            AccessRequest.organisation == principal.organisation,
+            AccessRequest.dataset == dataset.name,
+            AccessRequest.status == RequestStatus.PENDING.value,
+        )
+    )
+    if pending is not None:
+        raise Conflict(
+            f"organisation {principal.organisation!r} already has pending request {pending} on "
+            f"{dataset.name!r}: wait for the owner's decision, or withdraw it first",
+            code="request.duplicate_pending",
+            details={"request_id": pending},
+        )
     row = AccessRequest(
         id=new_id("req"),
         organisation=principal.organisation,
@@ -220,7 +235,7 @@ def create_request(
     chain.append(
         session,
         EventType.ACCESS_REQUESTED,
-        actor=principal.name,
+        actor=principal,
         now=now,
         organisation=row.organisation,
         dataset=row.dataset,
@@ -252,6 +267,48 @@ def _pending_request(
     if row.status != RequestStatus.PENDING.value:
         raise Conflict(f"request {request_id!r} was already {row.status}", code="request.already_decided")
     return row
+
+
+def withdraw(session: Session, principal: Principal, request_id: str, *, now: datetime) -> AccessRequestView:
+    """An analyst of the requesting organisation withdraws a pending request (``access.withdrawn``)."""
+    row = session.get(AccessRequest, request_id, with_for_update=True)
+    if row is None or not principal.has(Role.ANALYST) or row.organisation != principal.organisation:
+        raise NotFound(f"no access request {request_id!r} of your organisation", code="request.not_found")
+    if row.status != RequestStatus.PENDING.value:
+        raise Conflict(f"request {request_id!r} was already {row.status}", code="request.already_decided")
+    row.status, row.decided_by, row.decided_at = RequestStatus.WITHDRAWN.value, principal.name, now
+    chain.append(
+        session,
+        EventType.ACCESS_WITHDRAWN,
+        actor=principal,
+        now=now,
+        organisation=row.organisation,
+        dataset=row.dataset,
+        payload={"request_id": row.id},
+    )
+    return request_view(row)
+
+
+def expire_requests(session: Session, now: datetime, ttl: timedelta) -> int:
+    """Mark every request pending for longer than ``ttl`` expired (``access.expired``); how many."""
+    due = session.scalars(
+        select(AccessRequest)
+        .where(AccessRequest.status == RequestStatus.PENDING.value, AccessRequest.created_at <= now - ttl)
+        .order_by(AccessRequest.created_at, AccessRequest.id)
+        .with_for_update()
+    ).all()
+    for row in due:
+        row.status, row.decided_by, row.decided_at = RequestStatus.EXPIRED.value, SYSTEM_ACTOR, now
+        chain.append(
+            session,
+            EventType.ACCESS_EXPIRED,
+            actor=SYSTEM_ACTOR,
+            now=now,
+            organisation=row.organisation,
+            dataset=row.dataset,
+            payload={"request_id": row.id, "pending_since": row.created_at.isoformat()},
+        )
+    return len(due)
 
 
 def approve(
@@ -352,7 +409,7 @@ def approve(
     chain.append(
         session,
         EventType.ACCESS_APPROVED,
-        actor=principal.name,
+        actor=principal,
         now=now,
         organisation=policy.organisation,
         dataset=policy.dataset,
@@ -371,6 +428,148 @@ def approve(
         },
     )
     return policy_view(policy)
+
+
+_AMENDABLE = (
+    "epsilon",
+    "delta",
+    "valid_until",
+    "columns",
+    "aggregates",
+    "max_epsilon_per_query",
+    "max_delta_per_query",
+)
+
+
+def _policy_terms(policy: Policy) -> dict[str, Any]:
+    """The amendable terms of a policy as recorded in the audit chain."""
+    return {
+        "epsilon": epsilon_text(policy.epsilon_granted),
+        "delta": delta_text(policy.delta_granted),
+        "valid_until": policy.valid_until.isoformat(),
+        "columns": list(policy.columns),
+        "aggregates": list(policy.aggregates),
+        "max_epsilon_per_query": epsilon_text(policy.max_epsilon_per_query),
+        "max_delta_per_query": delta_text(policy.max_delta_per_query),
+    }
+
+
+def amend(
+    session: Session,
+    principal: Principal,
+    policy_id: str,
+    dataset: DatasetRecord,
+    *,
+    settings: Settings,
+    now: datetime,
+    epsilon: float | None = None,
+    delta: float | None = None,
+    valid_until: datetime | None = None,
+    columns: list[str] | None = None,
+    aggregates: Iterable[AggregateKind] | None = None,
+    max_epsilon_per_query: float | None = None,
+    max_delta_per_query: float | None = None,
+    reason: str = "",
+) -> PolicyView:
+    """The owner amends an active policy (``policy.amended``, old and new terms).
+
+    Budgets may be topped up (or lowered, never below what was spent and reserved), validity
+    extended or shortened (into the future), columns and aggregates only narrowed.
+    """
+    policy = _owned_policy(session, principal, policy_id, dataset)
+    notice_expiry(session, policy, now)
+    if policy.status != PolicyStatus.ACTIVE.value:
+        raise Conflict(f"policy {policy_id!r} is {policy.status}, not active", code="policy.not_active")
+    old = _policy_terms(policy)
+    if epsilon is not None:
+        units = _epsilon(epsilon, "amend.invalid_epsilon")
+        used = policy.epsilon_spent + policy.epsilon_reserved
+        if units < used:
+            raise InvalidRequest(
+                f"epsilon {epsilon_text(units)} is below what the policy already spent or reserved, "
+                f"{epsilon_text(used)}: grant at least that",
+                code="amend.below_spent",
+            )
+        policy.epsilon_granted = units
+    if delta is not None:
+        units = _delta(delta, "amend.invalid_delta")
+        used = policy.delta_spent + policy.delta_reserved
+        if units < used:
+            raise InvalidRequest(
+                f"delta {delta_text(units)} is below what the policy already spent or reserved, "
+                f"{delta_text(used)}: grant at least that",
+                code="amend.below_spent",
+            )
+        policy.delta_granted = units
+    if valid_until is not None:
+        end = as_utc(valid_until)
+        if end <= now or end <= policy.valid_from:
+            raise InvalidRequest(
+                "valid_until must be in the future and after valid_from", code="amend.invalid_validity"
+            )
+        policy.valid_until = end
+    if columns is not None:
+        narrowed = _canonical_columns(dataset, columns)
+        granted = {c.lower() for c in policy.columns}
+        wider = [c for c in narrowed if c.lower() not in granted]
+        if wider:
+            raise InvalidRequest(
+                f"column(s) {', '.join(wider)} are not granted by policy {policy.id}; an amendment may only "
+                "narrow columns (new columns need a new request)",
+                code="amend.widens_policy",
+            )
+        policy.columns = narrowed
+    if aggregates is not None:
+        kinds = sorted({AggregateKind(a).value for a in aggregates})
+        wider = [k for k in kinds if k not in policy.aggregates]
+        if wider or not kinds:
+            raise InvalidRequest(
+                f"aggregates must be a non-empty subset of {', '.join(policy.aggregates)}",
+                code="amend.widens_policy",
+            )
+        policy.aggregates = kinds
+    if max_epsilon_per_query is not None:
+        policy.max_epsilon_per_query = _epsilon(max_epsilon_per_query, "amend.invalid_epsilon_cap")
+    if max_delta_per_query is not None:
+        policy.max_delta_per_query = _delta(max_delta_per_query, "amend.invalid_delta_cap")
+    _check_caps(settings, dataset, policy)
+    new = _policy_terms(policy)
+    changed = [key for key in _AMENDABLE if old[key] != new[key]]
+    if not changed:
+        raise InvalidRequest("the amendment changes nothing", code="amend.no_change")
+    chain.append(
+        session,
+        EventType.POLICY_AMENDED,
+        actor=principal,
+        now=now,
+        organisation=policy.organisation,
+        dataset=policy.dataset,
+        payload={
+            "policy_id": policy.id,
+            "old": {key: old[key] for key in changed},
+            "new": {key: new[key] for key in changed},
+            "reason": reason.strip()[:MAX_REASON_LENGTH],
+        },
+    )
+    return policy_view(policy)
+
+
+def _check_caps(settings: Settings, dataset: DatasetRecord, policy: Policy) -> None:
+    ceiling = epsilon_units(settings.max_epsilon_per_query, up=False)
+    if policy.max_epsilon_per_query > min(policy.epsilon_granted, ceiling):
+        raise InvalidRequest(
+            "max_epsilon_per_query must be at most the granted epsilon "
+            f"{epsilon_text(policy.epsilon_granted)} and the service ceiling "
+            f"{settings.max_epsilon_per_query:g}",
+            code="amend.invalid_epsilon_cap",
+        )
+    if policy.max_delta_per_query > policy.delta_granted:
+        raise InvalidRequest(
+            f"max_delta_per_query must be at most the granted delta {delta_text(policy.delta_granted)}",
+            code="amend.invalid_delta_cap",
+        )
+    if dataset.metadata.classification == Classification.IMPORTANT:
+        _check_important(settings, policy.max_epsilon_per_query, policy.min_group_size)
 
 
 def _check_important(settings: Settings, cap: int, min_group_size: int) -> None:
@@ -407,7 +606,7 @@ def reject(
     chain.append(
         session,
         EventType.ACCESS_REJECTED,
-        actor=principal.name,
+        actor=principal,
         now=now,
         organisation=request.organisation,
         dataset=request.dataset,
@@ -426,6 +625,26 @@ def revoke(
     now: datetime,
 ) -> PolicyView:
     """The owner revokes an active policy (``policy.revoked``); queries stop at once."""
+    policy = _owned_policy(session, principal, policy_id, dataset)
+    notice_expiry(session, policy, now)
+    if policy.status != PolicyStatus.ACTIVE.value:
+        raise Conflict(f"policy {policy_id!r} is already {policy.status}", code="policy.not_active")
+    policy.reason = _text(reason, "reason", MAX_REASON_LENGTH)
+    policy.status, policy.ended_by, policy.ended_at = PolicyStatus.REVOKED.value, principal.name, now
+    chain.append(
+        session,
+        EventType.POLICY_REVOKED,
+        actor=principal,
+        now=now,
+        organisation=policy.organisation,
+        dataset=policy.dataset,
+        payload={"policy_id": policy.id, "reason": policy.reason},
+    )
+    return policy_view(policy)
+
+
+def _owned_policy(session: Session, principal: Principal, policy_id: str, dataset: DatasetRecord) -> Policy:
+    """The policy (locked) on the owner's dataset; ``NotFound``/``InvalidRequest`` otherwise."""
     ensure_owner(principal, dataset)
     policy = session.scalar(select(Policy).where(Policy.id == policy_id).with_for_update())
     if policy is None or policy.dataset_owner != principal.organisation:
@@ -435,21 +654,7 @@ def revoke(
             f"policy {policy_id!r} is on dataset {policy.dataset!r}, not {dataset.name!r}",
             code="policy.dataset_mismatch",
         )
-    notice_expiry(session, policy, now)
-    if policy.status != PolicyStatus.ACTIVE.value:
-        raise Conflict(f"policy {policy_id!r} is already {policy.status}", code="policy.not_active")
-    policy.reason = _text(reason, "reason", MAX_REASON_LENGTH)
-    policy.status, policy.ended_by, policy.ended_at = PolicyStatus.REVOKED.value, principal.name, now
-    chain.append(
-        session,
-        EventType.POLICY_REVOKED,
-        actor=principal.name,
-        now=now,
-        organisation=policy.organisation,
-        dataset=policy.dataset,
-        payload={"policy_id": policy.id, "reason": policy.reason},
-    )
-    return policy_view(policy)
+    return policy
 
 
 def current_policy(session: Session, organisation: str, dataset: str, *, lock: bool = False) -> Policy | None:

@@ -1,6 +1,6 @@
 """SQLAlchemy 2 models of the state store.
 
-Amounts are exact integers (epsilon in 1e-9, delta in 1e-15: see ``sandbox.ledger``); times are
+Amounts are exact integers (epsilon in 1e-9, delta in 1e-15: see ``sandbox.budget``); times are
 timezone-aware UTC. The audit chain's event time is stored as the exact ISO text that was hashed.
 """
 
@@ -77,6 +77,7 @@ class User(Base):
     roles: Mapped[str] = mapped_column(String(64))
     organisation: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
 
 
 class ApiToken(Base):
@@ -94,27 +95,69 @@ class ApiToken(Base):
 
 
 class Dataset(Base):
-    """A dataset as the control plane knows it, with its dataset-wide budget counters."""
+    """A dataset as the control plane knows it, and the lifetime ledger its queries are charged to."""
 
     __tablename__ = "datasets"
-    __table_args__ = (
-        CheckConstraint(
-            "epsilon_spent >= 0 AND epsilon_reserved >= 0 AND delta_spent >= 0 AND delta_reserved >= 0",
-            name="amounts_nonnegative",
-        ),
-    )
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner: Mapped[str] = mapped_column(String(128), index=True)
     classification: Mapped[str] = mapped_column(String(16))
     version: Mapped[str] = mapped_column(String(64))
     registration_seq: Mapped[int | None] = mapped_column(BigInteger)
+    ledger_id: Mapped[str] = mapped_column(String(80), index=True)
+    new_version_budget: Mapped[str] = mapped_column(String(8), server_default="carry")
+
+
+_AMOUNTS_NONNEGATIVE = (
+    "epsilon_spent >= 0 AND epsilon_reserved >= 0 AND delta_spent >= 0 AND delta_reserved >= 0"
+)
+
+
+class Ledger(Base):
+    """A lifetime ledger: the privacy loss of all organisations on one body of data, and its caps.
+
+    Datasets registered from identical content share one ledger, and so does a new version of a
+    dataset whose owner chose to carry its budget over. ``epsilon_cap``/``delta_cap`` bound all
+    organisations together; ``organisation_*_cap`` is the default lifetime cap of each one.
+    """
+
+    __tablename__ = "ledgers"
+    __table_args__ = (CheckConstraint(_AMOUNTS_NONNEGATIVE, name="amounts_nonnegative"),)
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    epsilon_cap: Mapped[int | None] = mapped_column(BigInteger)
+    delta_cap: Mapped[int | None] = mapped_column(BigInteger)
+    organisation_epsilon_cap: Mapped[int | None] = mapped_column(BigInteger)
+    organisation_delta_cap: Mapped[int | None] = mapped_column(BigInteger)
+    epsilon_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    epsilon_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    delta_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    delta_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LedgerAccount(Base):
+    """One organisation's lifetime loss on a ledger, across all its policies past and present."""
+
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (CheckConstraint(_AMOUNTS_NONNEGATIVE, name="amounts_nonnegative"),)
+
+    ledger_id: Mapped[str] = mapped_column(ForeignKey("ledgers.id"), primary_key=True)
+    organisation: Mapped[str] = mapped_column(String(128), primary_key=True)
     epsilon_cap: Mapped[int | None] = mapped_column(BigInteger)
     delta_cap: Mapped[int | None] = mapped_column(BigInteger)
     epsilon_spent: Mapped[int] = mapped_column(BigInteger, default=0)
     epsilon_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
     delta_spent: Mapped[int] = mapped_column(BigInteger, default=0)
     delta_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LedgerContent(Base):
+    """Which ledger a body of content is charged to (SHA-256 over its tables' content digests)."""
+
+    __tablename__ = "ledger_contents"
+
+    content_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ledger_id: Mapped[str] = mapped_column(ForeignKey("ledgers.id"))
 
 
 class AccessRequest(Base):
@@ -147,10 +190,7 @@ class Policy(Base):
     __table_args__ = (
         CheckConstraint("epsilon_spent + epsilon_reserved <= epsilon_granted", name="epsilon_within_grant"),
         CheckConstraint("delta_spent + delta_reserved <= delta_granted", name="delta_within_grant"),
-        CheckConstraint(
-            "epsilon_spent >= 0 AND epsilon_reserved >= 0 AND delta_spent >= 0 AND delta_reserved >= 0",
-            name="amounts_nonnegative",
-        ),
+        CheckConstraint(_AMOUNTS_NONNEGATIVE, name="amounts_nonnegative"),
         Index(
             "uq_policies_one_active",
             "organisation",
@@ -203,6 +243,7 @@ class Query(Base):
     dataset: Mapped[str] = mapped_column(String(64))
     dataset_owner: Mapped[str | None] = mapped_column(String(128))
     dataset_version: Mapped[str | None] = mapped_column(String(64))
+    ledger_id: Mapped[str | None] = mapped_column(String(80))
     policy_id: Mapped[str | None] = mapped_column(ForeignKey("policies.id"))
     sql: Mapped[str] = mapped_column(Text)
     normalized_sql: Mapped[str | None] = mapped_column(Text)
@@ -247,6 +288,7 @@ class AuditEvent(Base):
     type: Mapped[str] = mapped_column(String(32))
     time: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(64))
+    via: Mapped[str | None] = mapped_column(String(80))
     organisation: Mapped[str | None] = mapped_column(String(128))
     dataset: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[str] = mapped_column(Text)

@@ -15,7 +15,7 @@ from control_support import ANALYST_A, OPERATOR, Clock, Granter, make_dataset
 from cp_worker import attempt, run_queries
 
 from sandbox.control import ControlPlane
-from sandbox.ledger import QueryStatus
+from sandbox.control.ledger import QueryStatus
 
 DATASET = make_dataset()
 ATTEMPTS, AFFORDABLE, EPSILON = 50, 10, 0.1

@@ -12,7 +12,7 @@ from cp_worker import attempt, reserve_and_hang
 
 from sandbox.control import ControlPlane
 from sandbox.errors import BudgetExhausted
-from sandbox.ledger import QueryStatus
+from sandbox.control.ledger import QueryStatus
 from sandbox.settings import Settings
 
 DATASET = make_dataset()

@@ -32,7 +32,7 @@ from sandbox.errors import (
     QueryFailed,
     QueryRejected,
 )
-from sandbox.ledger import QueryStatus
+from sandbox.control.ledger import QueryStatus
 from sandbox.principals import Principal
 from sandbox.query.summary import AggregateKind, QuerySummary
 
@@ -207,7 +207,14 @@ def test_dataset_cap_is_shared_by_all_organisations(cp: ControlPlane, grant: Gra
     assert raised.value.rule == "budget.dataset_cap_exhausted"
     assert only_budget(cp, ANALYST_B).epsilon_remaining == 0.8
     [event] = cp.audit_events(OPERATOR, type="budget.cap_set")
-    assert event.payload == {"epsilon": "0.5", "delta": "0.000001"} and event.actor == "otto"
+    assert event.actor == "otto"
+    assert event.payload == {
+        "scope": "dataset",
+        "ledger": DATASET.name,
+        "target_organisation": None,
+        "epsilon": "0.5",
+        "delta": "0.000001",
+    }
 
 
 def test_colleagues_share_one_budget(cp: ControlPlane, grant: Granter) -> None:

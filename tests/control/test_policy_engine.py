@@ -9,9 +9,9 @@ from control_support import ANALYST_A, ANALYST_B, OWNER, START, make_dataset, ma
 
 from sandbox.catalog.models import Classification, DatasetRecord
 from sandbox.errors import BudgetExhausted, PolicyDenied
-from sandbox.ledger import delta_units, epsilon_units
+from sandbox.budget import Allowance, BudgetState, delta_units, epsilon_units
 from sandbox.policies.engine import decide
-from sandbox.policies.models import BudgetState, Decision, PolicyStatus, PolicyView
+from sandbox.policies.models import Decision, PolicyStatus, PolicyView
 from sandbox.principals import Principal
 from sandbox.query.summary import AggregateKind
 
@@ -145,8 +145,7 @@ def test_dataset_cap_exhausted_does_not_reveal_other_organisations_use() -> None
         0,
         10**10,
         0,
-        dataset_epsilon_cap=epsilon_units(2.0, up=False),
-        dataset_epsilon_used=epsilon_units(1.95, up=True),
+        dataset_epsilon=Allowance(epsilon_units(2.0, up=False), epsilon_units(1.95, up=True)),
     )
     decision = decide(ANALYST_A, DATASET, policy(), make_summary(DATASET, epsilon=0.1), budget, START)
     assert decision.rule == "budget.dataset_cap_exhausted"

@@ -1,5 +1,5 @@
-"""The replay fast path: the caller's already-read policy and the per-process memo of stored
-releases save reads, never a revocation check or the audit event."""
+"""The replay fast path: the per-process memo of stored releases saves reads, never a revocation
+check or the audit event."""
 
 from __future__ import annotations
 
@@ -21,14 +21,13 @@ def test_memoised_replay_with_a_stale_policy_is_refused_after_revocation(
     ticket = cp.begin_query(ANALYST_A, DATASET, summary, sql="q")
     assert isinstance(ticket, QueryTicket)
     cp.complete_query(ticket, ANSWER)
-    policy = cp.active_policy(ANALYST_A, DATASET)
     for _ in range(2):  # the second replay is answered from the memo
-        replay = cp.begin_query(ANALYST_A, DATASET, summary, sql="q", policy=policy)
+        replay = cp.begin_query(ANALYST_A, DATASET, summary, sql="q")
         assert isinstance(replay, CachedAnswer)
         assert (replay.answer, replay.replay_of, replay.epsilon_remaining) == (ANSWER, ticket.query_id, 0.75)
     cp.revoke_policy(OWNER, granted.id, DATASET, reason="audit finding")
     with pytest.raises(PolicyDenied) as raised:
-        cp.begin_query(ANALYST_A, DATASET, summary, sql="q", policy=policy)
+        cp.begin_query(ANALYST_A, DATASET, summary, sql="q")
     assert raised.value.rule == "policy.revoked"
     types = [e.type for e in cp.audit_events(OPERATOR) if e.type.startswith("query.")]
     assert types == ["query.reserved", "query.answered", "query.replayed", "query.replayed", "query.rejected"]

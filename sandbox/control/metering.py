@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from sandbox.ledger import QueryStatus, delta_float, epsilon_float
+from sandbox.budget import delta_float, epsilon_float
+from sandbox.control.ledger import QueryStatus
 from sandbox.store.models import Query
 
 

@@ -1,8 +1,8 @@
-"""The privacy-budget ledger: exact units, budget views, query tickets and the query record.
+"""The privacy-budget ledger: reservations and charges, budget views, query tickets and records.
 
-Amounts are exact integers: epsilon in units of 1e-9, delta in units of 1e-15. Values come in as
-floats and are converted through ``Decimal(str(x))``; charges round up, grants round down, so the
-ledger can never hand out more than was granted.
+Every charge lands on three accounts at once, in exact integer units (``sandbox.budget``): the
+policy it was made under, the organisation's lifetime account on the dataset's ledger, and the
+ledger itself (all organisations). A reservation counts as spent until it is settled.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import replace
 from datetime import datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -20,69 +18,17 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import BigInteger, BindParameter, Row, Table, Update, bindparam, insert, select, update
 
 from sandbox.audit.chain import canonical_json
+from sandbox.budget import Allowance, BudgetState, delta_float, epsilon_float
 from sandbox.errors import InternalError
-from sandbox.policies.models import BudgetState, PolicyView
+from sandbox.policies.models import PolicyView
 from sandbox.store.db import Runner
-from sandbox.store.models import Base, Dataset, Policy, Query, ReplayEntry
+from sandbox.store.models import Base, Ledger, LedgerAccount, Policy, Query, ReplayEntry
 
 _POLICIES = Base.metadata.tables[Policy.__tablename__]
-_DATASETS = Base.metadata.tables[Dataset.__tablename__]
+_LEDGERS = Base.metadata.tables[Ledger.__tablename__]
+_ACCOUNTS = Base.metadata.tables[LedgerAccount.__tablename__]
 _QUERIES = Base.metadata.tables[Query.__tablename__]
 _REPLAY = Base.metadata.tables[ReplayEntry.__tablename__]
-
-EPSILON_SCALE = 10**9
-DELTA_SCALE = 10**15
-MAX_EPSILON = 1_000_000.0
-
-
-def _units(value: float, scale: int, *, up: bool) -> int:
-    exact = Decimal(str(value)) * scale
-    return int(exact.to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR))
-
-
-def epsilon_units(value: float, *, up: bool) -> int:
-    """Epsilon as integer units of 1e-9 (``up=True`` for charges, ``False`` for grants and caps)."""
-    return _units(value, EPSILON_SCALE, up=up)
-
-
-def delta_units(value: float, *, up: bool) -> int:
-    """Delta as integer units of 1e-15 (``up=True`` for charges, ``False`` for grants and caps)."""
-    return _units(value, DELTA_SCALE, up=up)
-
-
-def epsilon_decimal(units: int) -> Decimal:
-    """Exact epsilon of ``units``."""
-    return Decimal(units) / EPSILON_SCALE
-
-
-def delta_decimal(units: int) -> Decimal:
-    """Exact delta of ``units``."""
-    return Decimal(units) / DELTA_SCALE
-
-
-def epsilon_float(units: int) -> float:
-    """Epsilon of ``units`` as a float (for JSON views; exact for validated ranges)."""
-    return float(epsilon_decimal(units))
-
-
-def delta_float(units: int) -> float:
-    """Delta of ``units`` as a float (for JSON views; exact for validated ranges)."""
-    return float(delta_decimal(units))
-
-
-def epsilon_text(units: int) -> str:
-    """Exact epsilon of ``units`` as a plain decimal string (audit payloads, messages)."""
-    return _plain(epsilon_decimal(units))
-
-
-def delta_text(units: int) -> str:
-    """Exact delta of ``units`` as a plain decimal string (audit payloads, messages)."""
-    return _plain(delta_decimal(units))
-
-
-def _plain(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text if text != "-0" else "0"
 
 
 class QueryStatus(StrEnum):
@@ -96,7 +42,12 @@ class QueryStatus(StrEnum):
 
 
 class BudgetView(BaseModel):
-    """One policy's budget as its organisation (or the dataset owner) sees it."""
+    """One policy's budget as its organisation, the dataset owner or an operator sees it.
+
+    ``*_remaining`` is what the organisation may still spend under both the policy and its
+    lifetime cap; ``lifetime_*_used`` is its loss on the dataset's ledger across all its
+    policies, past and present (spent and reserved).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -104,6 +55,7 @@ class BudgetView(BaseModel):
     organisation: str
     dataset: str
     status: str
+    ledger: str
     epsilon_granted: float
     epsilon_spent: float
     epsilon_reserved: float
@@ -112,6 +64,10 @@ class BudgetView(BaseModel):
     delta_spent: float
     delta_reserved: float
     delta_remaining: float
+    lifetime_epsilon_used: float
+    lifetime_epsilon_cap: float | None
+    lifetime_delta_used: float
+    lifetime_delta_cap: float | None
     valid_until: datetime
 
 
@@ -170,10 +126,12 @@ class QueryView(BaseModel):
     finished_at: datetime | None
 
 
-def budget_state(policy: Policy | Row[Any], dataset: Dataset | None) -> BudgetState:
+def budget_state(
+    policy: Policy | Row[Any], ledger: Ledger | None = None, account: LedgerAccount | None = None
+) -> BudgetState:
     """The amounts the policy engine checks a query against (reservations count as used).
 
-    Without the dataset row the dataset-wide cap is left out (enough for replays, which cost nothing).
+    Without the ledger rows the caps are left out (enough for replays, which cost nothing).
     """
     state = BudgetState(
         epsilon_granted=policy.epsilon_granted,
@@ -181,18 +139,27 @@ def budget_state(policy: Policy | Row[Any], dataset: Dataset | None) -> BudgetSt
         delta_granted=policy.delta_granted,
         delta_used=policy.delta_spent + policy.delta_reserved,
     )
-    if dataset is None:
+    if ledger is None or account is None:
         return state
-    return replace(
-        state,
-        dataset_epsilon_cap=dataset.epsilon_cap,
-        dataset_epsilon_used=dataset.epsilon_spent + dataset.epsilon_reserved,
-        dataset_delta_cap=dataset.delta_cap,
-        dataset_delta_used=dataset.delta_spent + dataset.delta_reserved,
+    return BudgetState(
+        epsilon_granted=state.epsilon_granted,
+        epsilon_used=state.epsilon_used,
+        delta_granted=state.delta_granted,
+        delta_used=state.delta_used,
+        lifetime_epsilon=Allowance(
+            account.epsilon_cap if account.epsilon_cap is not None else ledger.organisation_epsilon_cap,
+            account.epsilon_spent + account.epsilon_reserved,
+        ),
+        lifetime_delta=Allowance(
+            account.delta_cap if account.delta_cap is not None else ledger.organisation_delta_cap,
+            account.delta_spent + account.delta_reserved,
+        ),
+        dataset_epsilon=Allowance(ledger.epsilon_cap, ledger.epsilon_spent + ledger.epsilon_reserved),
+        dataset_delta=Allowance(ledger.delta_cap, ledger.delta_spent + ledger.delta_reserved),
     )
 
 
-def _shift(table: Table, key: str, *, settle: bool) -> Update:
+def _shift(table: Table, *keys: str, settle: bool) -> Update:
     """UPDATE moving amounts into ``*_reserved`` (reserve) or from it into ``*_spent`` (settle)."""
     changes: dict[str, Any] = {}
     for amount in ("epsilon", "delta"):
@@ -202,45 +169,58 @@ def _shift(table: Table, key: str, *, settle: bool) -> Update:
             changes[f"{amount}_spent"] = table.c[f"{amount}_spent"] + units
         else:
             changes[f"{amount}_reserved"] = table.c[f"{amount}_reserved"] + units
-    return update(table).where(table.c[key] == bindparam("b_key")).values(changes)
+    where = [table.c[key] == bindparam(f"b_{key}") for key in keys]
+    return update(table).where(*where).values(changes)
 
 
-_RESERVE = (_shift(_POLICIES, "id", settle=False), _shift(_DATASETS, "name", settle=False))
-_SETTLE = (_shift(_POLICIES, "id", settle=True), _shift(_DATASETS, "name", settle=True))
+def _statements(*, settle: bool) -> tuple[Update, Update, Update]:
+    return (
+        _shift(_POLICIES, "id", settle=settle),
+        _shift(_LEDGERS, "id", settle=settle),
+        _shift(_ACCOUNTS, "ledger_id", "organisation", settle=settle),
+    )
 
 
-def reserve(session: Runner, policy: Policy | Row[Any], dataset: Dataset, epsilon: int, delta: int) -> None:
-    """Reserve ``epsilon``/``delta`` units on the policy and the dataset (after an allowing decision).
+_RESERVE = _statements(settle=False)
+_SETTLE = _statements(settle=True)
 
-    Inside the write transaction that read ``policy``; the database's CHECK constraints refuse any
-    reservation beyond the grant as a last line of defence.
+
+def reserve(session: Runner, policy: Policy | Row[Any], ledger_id: str, epsilon: int, delta: int) -> None:
+    """Reserve ``epsilon``/``delta`` units on the policy, the lifetime account and the ledger.
+
+    Inside the write transaction that read and locked the three rows, after an allowing
+    decision; the database's CHECK constraints refuse any reservation beyond the policy's grant
+    as a last line of defence.
     """
     if (
         policy.epsilon_spent + policy.epsilon_reserved + epsilon > policy.epsilon_granted
         or policy.delta_spent + policy.delta_reserved + delta > policy.delta_granted
     ):
         raise InternalError("reservation beyond the granted budget refused")
-    _move(session, _RESERVE, policy_id=policy.id, dataset=dataset.name, epsilon=epsilon, delta=delta)
+    _move(session, _RESERVE, policy.id, policy.organisation, ledger_id, epsilon, delta)
 
 
-def settle(session: Runner, policy_id: str, dataset: str, epsilon: int, delta: int) -> None:
+def settle(  # noqa: PLR0917 - the three account keys and the two amounts
+    session: Runner, policy_id: str, organisation: str, ledger_id: str, epsilon: int, delta: int
+) -> None:
     """Turn a reservation into a charge (released answer, or failed execution: data was read)."""
-    _move(session, _SETTLE, policy_id=policy_id, dataset=dataset, epsilon=epsilon, delta=delta)
+    _move(session, _SETTLE, policy_id, organisation, ledger_id, epsilon, delta)
 
 
-def _move(
+def _move(  # noqa: PLR0917 - as settle, with the statements to run
     session: Runner,
-    statements: tuple[Update, Update],
-    *,
+    statements: tuple[Update, Update, Update],
     policy_id: str,
-    dataset: str,
+    organisation: str,
+    ledger_id: str,
     epsilon: int,
     delta: int,
 ) -> None:
-    on_policy, on_dataset = statements
+    on_policy, on_ledger, on_account = statements
     amounts = {"b_epsilon": epsilon, "b_delta": delta}
-    session.execute(on_policy, {"b_key": policy_id, **amounts})
-    session.execute(on_dataset, {"b_key": dataset, **amounts})
+    session.execute(on_policy, {"b_id": policy_id, **amounts})
+    session.execute(on_ledger, {"b_id": ledger_id, **amounts})
+    session.execute(on_account, {"b_ledger_id": ledger_id, "b_organisation": organisation, **amounts})
 
 
 _INSERT_QUERY = insert(_QUERIES)
@@ -263,23 +243,40 @@ def finish_query(session: Runner, query_id: str, **values: Any) -> None:
     session.execute(_UPDATE_QUERY, {"b_id": query_id, **values})
 
 
-def budget_view(policy: Policy) -> BudgetView:
-    """The budget view of a policy."""
-    remaining_epsilon = max(policy.epsilon_granted - policy.epsilon_spent - policy.epsilon_reserved, 0)
-    remaining_delta = max(policy.delta_granted - policy.delta_spent - policy.delta_reserved, 0)
+def budget_view(policy: Policy, ledger: Ledger, account: LedgerAccount | None) -> BudgetView:
+    """The budget view of a policy charged to ``ledger`` (``account``: the organisation's there)."""
+    if account is None:
+        account = LedgerAccount(
+            ledger_id=ledger.id,
+            organisation=policy.organisation,
+            epsilon_spent=0,
+            epsilon_reserved=0,
+            delta_spent=0,
+            delta_reserved=0,
+        )
+    state = budget_state(policy, ledger, account)
     return BudgetView(
         policy_id=policy.id,
         organisation=policy.organisation,
         dataset=policy.dataset,
         status=policy.status,
+        ledger=ledger.id,
         epsilon_granted=epsilon_float(policy.epsilon_granted),
         epsilon_spent=epsilon_float(policy.epsilon_spent),
         epsilon_reserved=epsilon_float(policy.epsilon_reserved),
-        epsilon_remaining=epsilon_float(remaining_epsilon),
+        epsilon_remaining=epsilon_float(state.epsilon_remaining),
         delta_granted=delta_float(policy.delta_granted),
         delta_spent=delta_float(policy.delta_spent),
         delta_reserved=delta_float(policy.delta_reserved),
-        delta_remaining=delta_float(remaining_delta),
+        delta_remaining=delta_float(state.delta_remaining),
+        lifetime_epsilon_used=epsilon_float(state.lifetime_epsilon.used),
+        lifetime_epsilon_cap=None
+        if state.lifetime_epsilon.cap is None
+        else epsilon_float(state.lifetime_epsilon.cap),
+        lifetime_delta_used=delta_float(state.lifetime_delta.used),
+        lifetime_delta_cap=None
+        if state.lifetime_delta.cap is None
+        else delta_float(state.lifetime_delta.cap),
         valid_until=policy.valid_until,
     )
 

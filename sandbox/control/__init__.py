@@ -1,0 +1,80 @@
+"""The control plane: the one API the gateway, the CLI, the web console and the query pipeline use.
+
+It owns users and API tokens, the access lifecycle, the lifetime budget ledger, the audit chain
+and metering, all kept in the state store. Every mutating method writes its audit event in the
+same write transaction as the state change, naming the verified principal that acted; who may
+call what is checked here. One module per use case:
+
+- ``identity``: users, roles, tokens, the CLI's verified ``--as``, refusals as audit events
+- ``registrations``: registering datasets, certificates, lifetime ledgers and their caps
+- ``access``: request, withdraw, approve, reject, amend, revoke, expiry
+- ``admission``: the one admission step of a query (replay, or decide and reserve), charges
+- ``usage``: query history, budgets, metering
+- ``auditing``: reading, exporting, signing and verifying the chain (and the state it proves)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sandbox.audit.models import AuditEventView, CheckpointView, StateDivergence, VerifyReport
+from sandbox.auth.tokens import IssuedToken, TokenView
+from sandbox.control.access import Access
+from sandbox.control.admission import REPLAY_MEMO_SIZE, Admission
+from sandbox.control.auditing import OPERATOR_ACTOR, Auditing
+from sandbox.control.base import Page
+from sandbox.control.identity import Identity
+from sandbox.control.ledger import BudgetView, CachedAnswer, QueryTicket, QueryView, ReplayMemo
+from sandbox.control.metering import UsageReport
+from sandbox.control.refusals import RefusalLimiter
+from sandbox.control.registrations import Registrations
+from sandbox.control.usage import Usage
+from sandbox.policies.models import AccessRequestView, PolicyView
+from sandbox.settings import Settings
+
+__all__ = [
+    "OPERATOR_ACTOR",
+    "AccessRequestView",
+    "AuditEventView",
+    "BudgetView",
+    "CachedAnswer",
+    "CheckpointView",
+    "ControlPlane",
+    "IssuedToken",
+    "Page",
+    "PolicyView",
+    "QueryTicket",
+    "QueryView",
+    "StateDivergence",
+    "TokenView",
+    "UsageReport",
+    "VerifyReport",
+]
+
+
+class ControlPlane(Identity, Registrations, Access, Admission, Usage, Auditing):
+    """Users, tokens, access policies, lifetime budget ledger, audit chain and metering over one
+    state store (see the use-case modules for each group of methods).
+
+    ``create=True`` upgrades the database to the current schema first; otherwise a database that
+    is not at the current schema is refused (``StoreOutdatedError``: run ``sandbox db upgrade``).
+    ``clock`` returns the current aware time (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        create: bool = False,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(settings, create=create, clock=clock)
+        self._releases = ReplayMemo(REPLAY_MEMO_SIZE)
+        self.refusals = RefusalLimiter()
+
+    def __enter__(self) -> ControlPlane:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
