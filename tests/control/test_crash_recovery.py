@@ -11,8 +11,8 @@ from control_support import ANALYST_A, OPERATOR, Clock, Granter, make_dataset, m
 from cp_worker import attempt, reserve_and_hang
 
 from sandbox.control import ControlPlane
-from sandbox.errors import BudgetExhausted
 from sandbox.control.ledger import QueryStatus
+from sandbox.errors import BudgetExhausted
 from sandbox.settings import Settings
 
 DATASET = make_dataset()

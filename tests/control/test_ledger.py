@@ -23,6 +23,7 @@ from control_support import (
 
 from sandbox.catalog.models import Classification, DatasetRecord
 from sandbox.control import BudgetView, CachedAnswer, ControlPlane, QueryTicket
+from sandbox.control.ledger import QueryStatus
 from sandbox.errors import (
     BudgetExhausted,
     Conflict,
@@ -32,7 +33,6 @@ from sandbox.errors import (
     QueryFailed,
     QueryRejected,
 )
-from sandbox.control.ledger import QueryStatus
 from sandbox.principals import Principal
 from sandbox.query.summary import AggregateKind, QuerySummary
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from control_support import ANALYST_A, ANALYST_B, OWNER, START, make_dataset, make_summary
 
+from sandbox.budget import Allowance, BudgetState, delta_units, epsilon_units
 from sandbox.catalog.models import Classification, DatasetRecord
 from sandbox.errors import BudgetExhausted, PolicyDenied
-from sandbox.budget import Allowance, BudgetState, delta_units, epsilon_units
 from sandbox.policies.engine import decide
 from sandbox.policies.models import Decision, PolicyStatus, PolicyView
 from sandbox.principals import Principal
