@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from enum import StrEnum
 
 EPSILON_SCALE = 10**9
 DELTA_SCALE = 10**15
 MAX_EPSILON = 1_000_000.0
+
+
+class NewVersionBudget(StrEnum):
+    """What a new version of a dataset does to its budget (the owner's choice at registration)."""
+
+    CARRY = "carry"  # the new version is charged to the same lifetime ledger (the default)
+    RENEW = "renew"  # a fresh ledger: only for data about new people or a new period
 
 
 def _units(value: float, scale: int, *, up: bool) -> int:

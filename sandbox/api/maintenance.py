@@ -1,5 +1,7 @@
 """Periodic control-plane upkeep while the gateway runs: expire policies past ``valid_until`` and
-settle reservations whose process died (they become charges, never refunds).
+requests pending too long, and settle reservations whose process died (they become charges, never
+refunds). ``sandbox sweep`` runs the same round from the command line; both are safe to run from
+several processes at once.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def run_once(control: ControlPlane, settings: Settings) -> tuple[int, int]:
-    """One round: (policies expired, reservations settled)."""
-    expired = control.expire_policies()
+    """One round: (policies and requests expired, reservations settled)."""
+    expired = control.expire_policies() + control.expire_requests()
     settled = control.settle_abandoned(timedelta(seconds=settings.abandoned_reservation_s))
     return expired, settled
 
@@ -31,4 +33,4 @@ async def maintain(control: ControlPlane, settings: Settings) -> None:
             log.exception("control-plane maintenance failed")
             continue
         if expired or settled:
-            log.info("maintenance: %d policies expired, %d reservations settled", expired, settled)
+            log.info("maintenance: %d policies/requests expired, %d reservations settled", expired, settled)

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sandbox.audit.chain import GENESIS_HASH, event_hash, view_of
-from sandbox.audit.checkpoints import signature_valid
-from sandbox.audit.models import AuditEventView, CheckpointView, EventType, VerifyProblem
+from sandbox.audit.checkpoints import from_event, signature_valid
+from sandbox.audit.models import AuditEventView, CheckpointView, EventType, VerifyProblem, VerifyReport
 from sandbox.store.models import AuditEvent, AuditHead
 
 BATCH = 2000
@@ -168,3 +168,26 @@ def check_checkpoints(
             f"{result.found} checkpoint(s) found but no public key given: signatures not checked"
         )
     return result
+
+
+def verify_export(
+    events: list[AuditEventView],
+    public_key: Ed25519PublicKey | None,
+    extra_checkpoints: Iterable[CheckpointView] = (),
+) -> VerifyReport:
+    """Verify an exported chain offline: links and hashes, and every checkpoint in it or given."""
+    walked = walk(events)
+    hashes = {e.seq: e.hash for e in events}
+    found = [from_event(e) for e in walked.checkpoint_events] + list(extra_checkpoints)
+    checked = check_checkpoints(found, hashes.get, public_key)
+    problem = walked.problem or checked.problem
+    return VerifyReport(
+        ok=problem is None,
+        events=walked.events,
+        head_seq=walked.last_seq,
+        head_hash=walked.last_hash,
+        first_error=problem,
+        checkpoints=checked.found,
+        checkpoints_verified=checked.verified,
+        warnings=tuple(checked.warnings),
+    )

@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from sandbox.cli import access, audit, datasets, service, users
-from sandbox.cli.context import CliState, default_actor
+from sandbox.cli.context import CliState, os_user
 from sandbox.cli.output import fail
 from sandbox.errors import SandboxError
 
@@ -55,15 +55,20 @@ def main(
     ] = None,
     actor: Annotated[
         str | None,
-        typer.Option("--as", help="Name recorded as the actor in the audit log (default: OS user)."),
+        typer.Option(
+            "--as",
+            help="Act as this registered user, who must hold the role the command needs "
+            "(default: the OS user, as local administrator). The OS user is recorded either way.",
+        ),
     ] = None,
 ) -> None:
     """Authorised operation of public data: a differentially private SQL enclave."""
-    ctx.obj = CliState(home=home, actor=actor or default_actor())
+    ctx.obj = CliState(home=home, as_user=actor, os_user=os_user())
 
 
 app.command("init")(service.init)
 app.command("serve")(service.serve)
+app.command("sweep")(service.sweep)
 app.command("usage")(audit.usage)
 app.add_typer(service.db_app, name="db")
 app.add_typer(datasets.app, name="dataset")
@@ -71,4 +76,5 @@ app.add_typer(users.user_app, name="user")
 app.add_typer(users.token_app, name="token")
 app.add_typer(access.request_app, name="request")
 app.add_typer(access.policy_app, name="policy")
+app.add_typer(access.budget_app, name="budget")
 app.add_typer(audit.app, name="audit")

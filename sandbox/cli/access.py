@@ -1,6 +1,7 @@
-"""``sandbox request list|approve|reject`` and ``sandbox policy list|revoke``.
+"""``sandbox request list|approve|reject|withdraw``, ``sandbox policy list|amend|revoke`` and
+``sandbox budget show|cap``.
 
-Decisions are taken for the dataset's owning body, recorded under the acting name.
+Decisions are taken for the dataset's owning body by the verified actor (see ``cli.context``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from sandbox.cli.output import out, print_json, print_table
 from sandbox.policies.models import RequestStatus
 from sandbox.query.summary import AggregateKind
 
-request_app = typer.Typer(help="Access requests: review, approve, reject.", no_args_is_help=True)
-policy_app = typer.Typer(help="Access policies: list, revoke.", no_args_is_help=True)
+request_app = typer.Typer(help="Access requests: review, approve, reject, withdraw.", no_args_is_help=True)
+policy_app = typer.Typer(help="Access policies: list, amend, revoke.", no_args_is_help=True)
+budget_app = typer.Typer(
+    help="Budgets: every organisation's, and the owner's lifetime caps.", no_args_is_help=True
+)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
@@ -35,7 +39,7 @@ def list_requests(
     """Access requests, newest first."""
     cli = state(ctx)
     with cli.control() as control:
-        views = control.list_requests(cli.operator(), status=status.value if status else None)
+        views = control.list_requests(cli.reader(), status=status.value if status else None)
     if as_json:
         print_json(views)
         return
@@ -86,10 +90,10 @@ def approve(
     """Approve a pending request for the dataset's owner, possibly narrowing it."""
     cli = state(ctx)
     with cli.control() as control:
-        request = control.get_request(cli.operator(), request_id)
+        request = control.get_request(cli.reader(), request_id)
         record = cli.catalog().get(request.dataset)
         policy = control.approve(
-            cli.owner_of(record),
+            cli.owner_of(control, record),
             request_id,
             record,
             columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
@@ -114,9 +118,9 @@ def reject(
     """Reject a pending request for the dataset's owner, with a reason."""
     cli = state(ctx)
     with cli.control() as control:
-        request = control.get_request(cli.operator(), request_id)
+        request = control.get_request(cli.reader(), request_id)
         record = cli.catalog().get(request.dataset)
-        control.reject(cli.owner_of(record), request_id, record, reason=reason)
+        control.reject(cli.owner_of(control, record), request_id, record, reason=reason)
     out.print(f"rejected {request_id}")
 
 
@@ -125,7 +129,7 @@ def list_policies(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Every access policy, newest first."""
     cli = state(ctx)
     with cli.control() as control:
-        views = control.list_policies(cli.operator())
+        views = control.list_policies(cli.reader())
     if as_json:
         print_json(views)
         return
@@ -157,7 +161,113 @@ def revoke(
     """Revoke a policy for the dataset's owner; its next query is refused."""
     cli = state(ctx)
     with cli.control() as control:
-        policy = control.get_policy(cli.operator(), policy_id)
+        policy = control.get_policy(cli.reader(), policy_id)
         record = cli.catalog().get(policy.dataset)
-        control.revoke_policy(cli.owner_of(record), policy_id, record, reason=reason)
+        control.revoke_policy(cli.owner_of(control, record), policy_id, record, reason=reason)
     out.print(f"revoked {policy_id}")
+
+
+@request_app.command("withdraw")
+def withdraw(ctx: typer.Context, request_id: Annotated[str, typer.Argument(help="Request id.")]) -> None:
+    """Withdraw a pending request of your organisation (``--as`` an analyst of it)."""
+    cli = state(ctx)
+    with cli.control() as control:
+        control.withdraw_request(cli.analyst(control), request_id)
+    out.print(f"withdrew {request_id}")
+
+
+@policy_app.command("amend")
+def amend(
+    ctx: typer.Context,
+    *,
+    policy_id: Annotated[str, typer.Argument(help="Policy id.")],
+    epsilon: Annotated[float | None, typer.Option(min=0.0, help="New total epsilon (top up).")] = None,
+    delta: Annotated[float | None, typer.Option(min=0.0, help="New total delta.")] = None,
+    valid_until: Annotated[
+        datetime | None, typer.Option(formats=DATE_FORMATS, help="New end of validity, UTC.")
+    ] = None,
+    columns: Annotated[str | None, typer.Option(help="Comma-separated columns (narrow only).")] = None,
+    aggregate: Annotated[
+        list[AggregateKind] | None, typer.Option(help="Allowed aggregate; repeat (narrow only).")
+    ] = None,
+    max_epsilon_per_query: Annotated[float | None, typer.Option(min=0.0, help="New per-query cap.")] = None,
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")] = "",
+) -> None:
+    """Amend an active policy for the dataset's owner: top up, extend, narrow (audited old/new)."""
+    cli = state(ctx)
+    with cli.control() as control:
+        policy = control.get_policy(cli.reader(), policy_id)
+        record = cli.catalog().get(policy.dataset)
+        amended = control.amend_policy(
+            cli.owner_of(control, record),
+            policy_id,
+            record,
+            epsilon=epsilon,
+            delta=delta,
+            valid_until=_utc(valid_until),
+            columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
+            aggregates=aggregate or None,
+            max_epsilon_per_query=max_epsilon_per_query,
+            reason=reason,
+        )
+    out.print(f"amended {policy_id}: epsilon {amended.epsilon:g} until {amended.valid_until:%Y-%m-%d}")
+
+
+@budget_app.command("show")
+def show_budget(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Every organisation's budget per policy, with its lifetime loss on the dataset."""
+    cli = state(ctx)
+    with cli.control() as control:
+        views = control.budget(cli.reader())
+    if as_json:
+        print_json(views)
+        return
+    print_table(
+        "budgets",
+        ["policy", "status", "organisation", "dataset", "granted", "spent", "remaining", "lifetime", "cap"],
+        [
+            (
+                b.policy_id,
+                b.status,
+                b.organisation,
+                b.dataset,
+                b.epsilon_granted,
+                b.epsilon_spent,
+                b.epsilon_remaining,
+                b.lifetime_epsilon_used,
+                "-" if b.lifetime_epsilon_cap is None else b.lifetime_epsilon_cap,
+            )
+            for b in views
+        ],
+    )
+
+
+@budget_app.command("cap")
+def set_cap(
+    ctx: typer.Context,
+    *,
+    dataset: Annotated[str, typer.Argument(help="Dataset name.")],
+    epsilon: Annotated[
+        float | None, typer.Option(min=0.0, help="Lifetime epsilon cap (omit: no cap).")
+    ] = None,
+    delta: Annotated[float | None, typer.Option(min=0.0, help="Lifetime delta cap (omit: no cap).")] = None,
+    org: Annotated[str | None, typer.Option(help="Cap this organisation's lifetime loss only.")] = None,
+    per_organisation: Annotated[
+        bool, typer.Option(help="Set the default lifetime cap of every organisation.")
+    ] = False,
+) -> None:
+    """Set a lifetime cap for the dataset's owner: dataset-wide (all organisations together), per
+    organisation by default (``--per-organisation``), or for one organisation (``--org``)."""
+    cli = state(ctx)
+    with cli.control() as control:
+        record = cli.catalog().get(dataset)
+        control.set_dataset_cap(
+            cli.owner_of(control, record),
+            record,
+            epsilon,
+            delta,
+            organisation=org,
+            per_organisation=per_organisation,
+        )
+    scope = f"organisation {org}" if org else "each organisation" if per_organisation else "all organisations"
+    out.print(f"cap on {dataset} for {scope}: epsilon {epsilon if epsilon is not None else 'none'}")

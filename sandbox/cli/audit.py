@@ -1,15 +1,18 @@
-"""``sandbox audit list|verify|export|checkpoint|keygen`` and ``sandbox usage``."""
+"""``sandbox audit list|verify|verify-export|export|checkpoint|keygen`` and ``sandbox usage``."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from sandbox.cli.context import state
 from sandbox.cli.output import err, out, print_json, print_table
+
+if TYPE_CHECKING:
+    from sandbox.audit.models import VerifyReport
 
 app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -63,7 +66,7 @@ def list_events(
     cli = state(ctx)
     with cli.control() as control:
         events = control.audit_events(
-            cli.operator(),
+            cli.reader(),
             limit=limit,
             **_filters(actor=actor, org=org, dataset=dataset, type_=type_, since=since, until=until),
         )
@@ -83,20 +86,84 @@ def verify(
     public_key: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="Operator public key (PEM).")
     ] = None,
+    checkpoints: Annotated[
+        list[Path] | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="An off-host copy of the checkpoint log (JSON Lines); repeatable.",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Walk the hash chain and check every checkpoint; exit 1 at the first broken link."""
+    """Walk the hash chain, check every checkpoint, and replay the chain to prove the stored state
+    (policies, lifetime ledgers, users); exit 1 at a broken link or any divergence."""
     with state(ctx).control() as control:
-        report = control.verify_audit(public_key)
+        report = control.verify_audit(public_key, checkpoint_files=checkpoints or ())
+    _report(report, as_json=as_json)
+
+
+@app.command("verify-export")
+def verify_export(
+    export_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines export.")],
+    public_key: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Operator public key (PEM).")
+    ] = None,
+    checkpoints: Annotated[
+        list[Path] | None,
+        typer.Option(exists=True, dir_okay=False, help="A checkpoint log (JSON Lines); repeatable."),
+    ] = None,
+    certificate: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Also check this registration certificate against it."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Verify an exported chain offline (no service home needed): links, hashes, signed checkpoints,
+    and optionally a registration certificate."""
+    import json  # noqa: PLC0415
+
+    from sandbox.audit import checkpoints as signed  # noqa: PLC0415
+    from sandbox.audit.certificate import verify_certificate  # noqa: PLC0415
+    from sandbox.audit.export import from_jsonl  # noqa: PLC0415
+    from sandbox.audit.verify import verify_export as verify_events  # noqa: PLC0415
+
+    try:
+        events = from_jsonl(export_file.read_text(encoding="utf-8"))
+    except ValueError as error:
+        err.print(f"error: {export_file} is not a JSON Lines audit export: {error}")
+        raise typer.Exit(1) from None
+    key = signed.load_public_key(public_key) if public_key is not None else None
+    logged = [c for path in checkpoints or () for c in signed.read_log(path)]
+    report = verify_events(events, key, logged)
+    if report.ok and certificate is not None:
+        report = verify_certificate(json.loads(certificate.read_text(encoding="utf-8")), events, key)
+    _report(report, as_json=as_json)
+
+
+def _report(report: VerifyReport, *, as_json: bool) -> None:
+    if as_json:
+        print_json(report)
     for warning in report.warnings:
         err.print(f"warning: {warning}")
     if report.ok:
-        out.print(
-            f"ok: {report.events} events, head {report.head_seq} {report.head_hash[:16]}, "
-            f"{report.checkpoints_verified}/{report.checkpoints} checkpoints verified"
-        )
+        if not as_json:
+            out.print(
+                f"ok: {report.events} events, head {report.head_seq} {report.head_hash[:16]}, "
+                f"{report.checkpoints_verified}/{report.checkpoints} checkpoints verified"
+                + (", stored state proven" if report.state_checked else "")
+            )
         return
     problem = report.first_error
-    err.print(f"BROKEN at event {problem.seq}: {problem.reason}" if problem else "BROKEN")
+    if problem is not None:
+        err.print(f"BROKEN at event {problem.seq}: {problem.reason}")
+    for found in report.divergences:
+        err.print(
+            f"DIVERGES {found.table} {found.row} {found.field}: "
+            f"chain {found.chain!r}, stored {found.stored!r}"
+        )
     raise typer.Exit(1)
 
 
@@ -117,7 +184,7 @@ def export(
     cli = state(ctx)
     with cli.control() as control:
         text = control.export_audit(
-            cli.operator(),
+            cli.reader(),
             format,
             **_filters(actor=actor, org=org, dataset=dataset, type_=type_, since=since, until=until),
         )
@@ -138,7 +205,7 @@ def checkpoint(
     """Sign the chain head with the operator's Ed25519 key (keep the checkpoint log off this host)."""
     cli = state(ctx)
     with cli.control() as control:
-        signed = control.checkpoint(key, actor=cli.actor)
+        signed = control.checkpoint(key, actor=cli.operator(control))
     out.print(f"checkpoint at event {signed.seq} {signed.hash[:16]} signed with key {signed.key_id}")
 
 
@@ -178,7 +245,7 @@ def usage(
     cli = state(ctx)
     with cli.control() as control:
         report = control.usage(
-            cli.operator(), since=_utc(since), until=_utc(until), organisation=org, dataset=dataset
+            cli.reader(), since=_utc(since), until=_utc(until), organisation=org, dataset=dataset
         )
     if as_json:
         print_json(report)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sandbox.budget import NewVersionBudget
 from sandbox.cli.context import CliState, state
 from sandbox.cli.output import err, out, print_json, print_table, progress_bar
 
@@ -32,20 +33,38 @@ def register(
     replace: Annotated[
         bool, typer.Option(help="Replace an already registered dataset of that name.")
     ] = False,
+    new_version_budget: Annotated[
+        NewVersionBudget,
+        typer.Option(
+            help="A new version's budget: carry the lifetime ledger over, or renew it (new data only)."
+        ),
+    ] = NewVersionBudget.CARRY,
 ) -> None:
     """Validate, load and record a dataset from its metadata YAML (shows a progress bar)."""
     cli = state(ctx)
-    record = _register(cli, metadata, source_root, replace=replace)
+    record = _register(cli, metadata, source_root, replace=replace, new_version_budget=new_version_budget)
     out.print(f"registered {record.name} version {record.version[:16]}")
 
 
-def _register(cli: CliState, metadata: Path, source_root: Path | None, *, replace: bool) -> DatasetRecord:
+def _register(
+    cli: CliState,
+    metadata: Path,
+    source_root: Path | None,
+    *,
+    replace: bool,
+    new_version_budget: NewVersionBudget = NewVersionBudget.CARRY,
+) -> DatasetRecord:
     catalog = cli.catalog()
-    with progress_bar(f"loading {metadata.name}", "rows") as report:
-        record = catalog.register(metadata, source_root=source_root, replace=replace, progress=report)
-    with cli.control() as control:
-        control.record_registration(cli.operator(), record)
-    return record
+    with cli.control() as control, progress_bar(f"loading {metadata.name}", "rows") as report:
+        return control.register_dataset(
+            cli.registrar(control),
+            catalog,
+            metadata,
+            source_root=source_root,
+            replace=replace,
+            new_version_budget=new_version_budget,
+            progress=report,
+        )
 
 
 @app.command("list")

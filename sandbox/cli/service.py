@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sandbox.cli.context import state
 from sandbox.cli.output import err, out
+from sandbox.errors import SandboxError
+
+if TYPE_CHECKING:
+    from sandbox.settings import Settings
 
 db_app = typer.Typer(help="The state database.", no_args_is_help=True)
 
@@ -82,6 +86,7 @@ def serve(
     from sandbox.store import migrate  # noqa: PLC0415
 
     settings = state(ctx).settings()
+    _ensure_initialised(settings)
     migrate.ensure_current(settings.state_db_url)
     os.environ["SANDBOX_HOME"] = str(settings.home_dir)
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
@@ -100,6 +105,43 @@ def serve(
         http="sandbox.api.transport:NoDelayHttpToolsProtocol",
         loop="uvloop",
     )
+
+
+def _ensure_initialised(settings: Settings) -> None:
+    """Refuse a home ``sandbox init`` never set up, before anything is created in it."""
+    from sandbox.settings import SETTINGS_FILE  # noqa: PLC0415
+
+    home = settings.home_dir
+    missing_db = settings.db_url is None and not (home / "state.db").is_file()
+    if not (home / SETTINGS_FILE).is_file() or missing_db:
+        raise SandboxError(
+            f"the service home {home} was never initialised: run `sandbox init` first "
+            "(it creates the private state database, folders and settings file)",
+            code="service.not_initialised",
+        )
+
+
+def sweep(
+    ctx: typer.Context,
+    older_than: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Settle reservations older than this many seconds (default: setting)."),
+    ] = None,
+) -> None:
+    """Expire policies and pending requests past due and charge abandoned reservations, once.
+
+    The gateway runs this every ``maintenance_interval_s``; running it from cron or from several
+    gateway processes at once is safe (rows are locked: each is expired or charged exactly once).
+    """
+    from datetime import timedelta  # noqa: PLC0415
+
+    cli = state(ctx)
+    with cli.control() as control:
+        seconds = control.settings.abandoned_reservation_s if older_than is None else older_than
+        policies = control.expire_policies()
+        requests = control.expire_requests()
+        settled = control.settle_abandoned(timedelta(seconds=seconds))
+    out.print(f"expired {policies} policies and {requests} requests; settled {settled} reservations")
 
 
 @db_app.command("upgrade")

@@ -26,10 +26,10 @@ def add_user(
         typer.Option(help="Analysts: their company; owners: the owning body named in metadata `owner:`."),
     ] = None,
 ) -> None:
-    """Register a user with one or more roles (analyst, owner, operator)."""
+    """Register a user with one or more roles (analyst, owner, operator, metrics)."""
     cli = state(ctx)
     with cli.control() as control:
-        principal = control.add_user(name, role, org, actor=cli.actor)
+        principal = control.add_user(name, role, org, actor=cli.operator(control))
     roles = ", ".join(sorted(principal.roles))
     out.print(
         f"added {principal.name} ({roles}){f' of {principal.organisation}' if principal.organisation else ''}"
@@ -41,11 +41,46 @@ def list_users(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Every registered user."""
     with state(ctx).control() as control:
         principals = control.list_users()
-    rows = [(p.name, ", ".join(sorted(p.roles)), p.organisation) for p in principals]
+        disabled = control.disabled_users()
+    rows = [(p.name, ", ".join(sorted(p.roles)), p.organisation, p.name in disabled) for p in principals]
     if as_json:
-        print_json([{"name": n, "roles": r.split(", "), "organisation": o} for n, r, o in rows])
+        print_json(
+            [{"name": n, "roles": r.split(", "), "organisation": o, "disabled": d} for n, r, o, d in rows]
+        )
     else:
-        print_table("users", ["name", "roles", "organisation"], rows)
+        print_table("users", ["name", "roles", "organisation", "disabled"], rows)
+
+
+@user_app.command("roles")
+def set_roles(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Registered user.")],
+    role: Annotated[list[Role], typer.Option("--role", help="New role; repeat for several.")],
+    org: Annotated[str | None, typer.Option(help="New organisation (analysts and owners need one).")] = None,
+) -> None:
+    """Replace a user's roles and organisation (audited with old and new values)."""
+    cli = state(ctx)
+    with cli.control() as control:
+        principal = control.set_user_roles(name, role, org, actor=cli.operator(control))
+    out.print(f"{principal.name}: {', '.join(sorted(principal.roles))}")
+
+
+@user_app.command("disable")
+def disable_user(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Registered user.")]) -> None:
+    """Disable a user: its tokens and ``--as`` are refused at once (audited)."""
+    cli = state(ctx)
+    with cli.control() as control:
+        control.disable_user(name, actor=cli.operator(control))
+    out.print(f"disabled {name}")
+
+
+@user_app.command("enable")
+def enable_user(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Disabled user.")]) -> None:
+    """Enable a disabled user again (audited)."""
+    cli = state(ctx)
+    with cli.control() as control:
+        control.enable_user(name, actor=cli.operator(control))
+    out.print(f"enabled {name}")
 
 
 @token_app.command("create")
@@ -58,7 +93,7 @@ def create_token(
     """Issue an API token; it is printed once, alone on stdout (store it now)."""
     cli = state(ctx)
     with cli.control() as control:
-        issued = control.issue_token(user, actor=cli.actor, ttl_days=ttl_days, note=note)
+        issued = control.issue_token(user, actor=cli.operator(control), ttl_days=ttl_days, note=note)
     err.print(f"token {issued.id} for {issued.username}, expires {issued.expires_at:%Y-%m-%d}; shown once")
     print(issued.token)
 
@@ -70,7 +105,7 @@ def revoke_token(
     """Revoke a token; it fails from the next request on."""
     cli = state(ctx)
     with cli.control() as control:
-        control.revoke_token(token_id, actor=cli.actor)
+        control.revoke_token(token_id, actor=cli.operator(control))
     out.print(f"revoked {token_id}")
 
 

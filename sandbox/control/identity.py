@@ -89,8 +89,11 @@ class Identity(Core):
             except NotFound as error:
                 raise Unauthenticated("the token's user no longer exists") from error
 
-    def acting_user(self, name: str, via: str, *, role: Role, organisation: str | None = None) -> Principal:
-        """The registered user ``name`` acting through the CLI (``--as``), verified for ``role``.
+    def acting_user(
+        self, name: str, via: str, *, role: Role | tuple[Role, ...], organisation: str | None = None
+    ) -> Principal:
+        """The registered user ``name`` acting through the CLI (``--as``), verified for ``role``
+        (one of them, when several are given).
 
         Refused (``auth.unknown_actor``, ``auth.actor_disabled``, ``auth.actor_lacks_role``, each
         recorded as ``auth.failed``/``auth.refused``) unless the user exists, is enabled, holds
@@ -101,7 +104,9 @@ class Identity(Core):
             user = session.get(User, name)
             principal = users.principal_of(user) if user is not None else None
             disabled = user is not None and user.disabled_at is not None
-        what = f"act as {role.value}" + (f" of {organisation}" if organisation else "")
+        roles = (role,) if isinstance(role, Role) else role
+        needed = " or ".join(r.value for r in roles)
+        what = f"act as {needed}" + (f" of {organisation}" if organisation else "")
         if principal is None or disabled:
             code = "auth.unknown_actor" if principal is None else "auth.actor_disabled"
             message = (
@@ -111,11 +116,13 @@ class Identity(Core):
             )
             self.record_refusal(EventType.AUTH_FAILED, name, what, code, via=via)
             raise Unauthenticated(message + " (add or enable it with `sandbox user`)", code=code)
-        if not principal.has(role) or (organisation is not None and principal.organisation != organisation):
+        if not any(principal.has(r) for r in roles) or (
+            organisation is not None and principal.organisation != organisation
+        ):
             held = ", ".join(sorted(r.value for r in principal.roles))
             message = (
                 f"--as {name}: user holds {held} of {principal.organisation or 'no organisation'}; "
-                f"this command needs a {role.value}" + (f" of {organisation!r}" if organisation else "")
+                f"this command needs {needed}" + (f" of {organisation!r}" if organisation else "")
             )
             self.record_refusal(EventType.AUTH_REFUSED, name, what, "auth.actor_lacks_role", via=via)
             raise Forbidden(message, code="auth.actor_lacks_role")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +22,7 @@ from sandbox.audit import chain, checkpoints
 from sandbox.audit.models import CheckpointView, EventType
 from sandbox.budget import (
     MAX_EPSILON,
+    NewVersionBudget,
     delta_units,
     epsilon_units,
     optional_delta_text,
@@ -35,8 +36,6 @@ from sandbox.errors import Conflict, Forbidden, InternalError, InvalidRequest, M
 from sandbox.policies import workflow
 from sandbox.principals import Principal, Role
 from sandbox.store.models import AuditEvent, AuditHead, Dataset, LedgerContent
-
-NewVersionBudget = Literal["carry", "renew"]
 
 
 def content_digest(record: DatasetRecord) -> str:
@@ -68,7 +67,7 @@ class Registrations(Core):
         *,
         source_root: Path | None = None,
         replace: bool = False,
-        new_version_budget: NewVersionBudget = "carry",
+        new_version_budget: NewVersionBudget = NewVersionBudget.CARRY,
         progress: Any = None,
     ) -> DatasetRecord:
         """Check the actor may register it, load the dataset into the catalogue and record it.
@@ -100,14 +99,17 @@ class Registrations(Core):
         return record
 
     def record_registration(
-        self, actor: Principal, record: DatasetRecord, *, new_version_budget: NewVersionBudget = "carry"
+        self,
+        actor: Principal,
+        record: DatasetRecord,
+        *,
+        new_version_budget: NewVersionBudget = NewVersionBudget.CARRY,
     ) -> None:
         """Record a dataset registration with its fingerprints and ledger (``dataset.registered``).
 
         The actor must be an operator or an owner of the dataset's owning body.
         """
-        if new_version_budget not in {"carry", "renew"}:
-            raise InvalidRequest("new_version_budget is carry or renew", code="dataset.invalid_budget_choice")
+        choice = NewVersionBudget(new_version_budget)
         if not (actor.has(Role.OPERATOR) or workflow.is_owner(actor, record.metadata.owner)):
             raise Forbidden(
                 f"only an operator or an owner of {record.metadata.owner!r} may register {record.name!r}",
@@ -124,7 +126,7 @@ class Registrations(Core):
                     f"version {record.version[:12]} of {record.name!r} is already registered",
                     code="dataset.already_registered",
                 )
-            ledger_id = self._ledger_for(session, row, record, digest, new_version_budget)
+            ledger_id = self._ledger_for(session, row, record, digest, choice)
             row = row or dataset_row(session, record)
             ledger_row(session, ledger_id)
             if session.get(LedgerContent, digest) is None:
@@ -140,7 +142,7 @@ class Registrations(Core):
                     **certificates.registration_payload(record),
                     "content_sha256": digest,
                     "ledger": ledger_id,
-                    "new_version_budget": new_version_budget,
+                    "new_version_budget": choice.value,
                 },
             )
             row.owner = record.metadata.owner
@@ -148,7 +150,7 @@ class Registrations(Core):
             row.version = record.version
             row.registration_seq = event.seq
             row.ledger_id = ledger_id
-            row.new_version_budget = new_version_budget
+            row.new_version_budget = choice.value
 
     @staticmethod
     def _ledger_for(
@@ -163,7 +165,7 @@ class Registrations(Core):
             return known.ledger_id
         if row is None:
             return record.name
-        if choice == "carry":
+        if choice == NewVersionBudget.CARRY:
             return row.ledger_id
         return f"{record.name}@{record.version[:12]}"
 

@@ -2,10 +2,12 @@
 
 - ``home``: an initialised service home (``sandbox init``) for the test module.
 - ``sandbox``: run ``sandbox <args>`` in-process against ``home``; returns the click result.
+- ``os_user``: the operating-system user running the tests (the CLI's actor without ``--as``).
 """
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,10 +30,17 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sandbox(home: Path) -> Run:
-    """``sandbox --home <home> --as cli-test <args>`` in-process."""
+    """``sandbox --home <home> [--as ACTOR] <args>`` in-process (default: the OS user acts)."""
     runner = CliRunner()
 
-    def run(*args: str, actor: str = "cli-test") -> Result:
-        return runner.invoke(app, ["--home", str(home), "--as", actor, *args])
+    def run(*args: str, actor: str | None = None) -> Result:
+        acting = ["--as", actor] if actor else []
+        return runner.invoke(app, ["--home", str(home), *acting, *args])
 
     return run
+
+
+@pytest.fixture(scope="session")
+def os_user() -> str:
+    """The OS user running the tests."""
+    return getpass.getuser()

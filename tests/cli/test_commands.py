@@ -74,7 +74,9 @@ def test_tokens(sandbox: Run) -> None:
     assert sandbox("token", "create", "alice", "--ttl-days", "0").exit_code == 2
 
 
-def test_dataset_register_list_certificate(sandbox: Run, shared_data: Path, tmp_path: Path) -> None:
+def test_dataset_register_list_certificate(
+    sandbox: Run, shared_data: Path, tmp_path: Path, os_user: str
+) -> None:
     registered = sandbox("dataset", "register", str(PUMS_YAML), "--source-root", str(shared_data))
     assert registered.exit_code == 0, registered.output
     assert "registered pums" in registered.stdout
@@ -89,7 +91,8 @@ def test_dataset_register_list_certificate(sandbox: Run, shared_data: Path, tmp_
     certificate = json.loads(certificate_file.read_text())
     printed = json.loads(sandbox("dataset", "certificate", "pums").stdout)
     assert certificate["dataset"] == printed["dataset"] == "pums"
-    assert certificate["registration_event"]["actor"] == "cli-test"
+    assert certificate["registration_event"]["actor"] == os_user
+    assert certificate["registration_event"]["via"] == f"os:{os_user}"
     verified = sandbox("dataset", "verify-certificate", str(certificate_file))
     assert verified.exit_code == 0 and json.loads(verified.stdout)["ok"] is True
     assert sandbox("dataset", "certificate", "nothing").exit_code == 1
@@ -147,7 +150,7 @@ def test_requests_and_policies(home: Path, sandbox: Run) -> None:
     assert sandbox("policy", "revoke", "pol_missing", "--reason", "x").exit_code == 1
 
 
-def test_audit_and_usage(home: Path, sandbox: Run, tmp_path: Path) -> None:
+def test_audit_and_usage(home: Path, sandbox: Run, tmp_path: Path, os_user: str) -> None:
     assert sandbox("audit", "checkpoint").exit_code == 1  # no key yet
     assert sandbox("audit", "keygen").exit_code == 0
     assert sandbox("audit", "keygen").exit_code == 1
@@ -157,7 +160,7 @@ def test_audit_and_usage(home: Path, sandbox: Run, tmp_path: Path) -> None:
 
     events = json_out(sandbox("audit", "list", "--type", "user.added", "--json"))
     assert [e["payload"]["username"] for e in events] == ["alice", "olivia", "omar"]
-    assert {e["actor"] for e in events} == {"cli-test"}
+    assert {(e["actor"], e["via"]) for e in events} == {(os_user, f"os:{os_user}")}
     exported = tmp_path / "audit.csv"
     assert sandbox("audit", "export", "--format", "csv", "-o", str(exported)).exit_code == 0
     assert exported.read_text().startswith("seq,type,time")
@@ -184,7 +187,8 @@ def test_serve_runs_a_gateway(tmp_path: Path) -> None:
     env = {**os.environ, "SANDBOX_HOME": str(home)}
     command = [sys.executable, "-m", "sandbox.cli"]
     refused = subprocess.run([*command, "serve"], env=env, capture_output=True, timeout=120, check=False)
-    assert refused.returncode == 1 and b"sandbox db upgrade" in refused.stderr
+    assert refused.returncode == 1 and b"run `sandbox init`" in refused.stderr
+    assert not home.exists()  # nothing created, no empty world-readable state database
     subprocess.run([*command, "init"], env=env, capture_output=True, timeout=120, check=True)
     port = _free_port()
     server = subprocess.Popen(
