@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from typer.testing import Result
 
 from sandbox.catalog.registry import Catalog
@@ -141,7 +142,7 @@ def test_caps_amend_budget_sweep_and_verification(
 
     engine = make_engine(load_settings(home).state_db_url)
     with engine.begin() as connection:
-        connection.execute(Policy.__table__.update().values(epsilon_granted=9_000_000_000))
+        connection.execute(update(Policy).values(epsilon_granted=9_000_000_000))
     engine.dispose()
     tampered = sandbox("audit", "verify")
     assert tampered.exit_code == 1
