@@ -77,9 +77,11 @@ def ensure_role(principal: Principal, roles: tuple[Role, ...]) -> None:
         raise Forbidden(f"this endpoint needs the role {wanted}; you have: {held}", code="auth.role_required")
 
 
-def get_principal(services: ServicesDep, token: TokenDep) -> Principal:
-    """The caller, authenticated and within its request rate."""
-    return authenticate(services, token)
+def get_principal(request: Request, services: ServicesDep, token: TokenDep) -> Principal:
+    """The caller, authenticated and within its request rate (named in any refusal's audit event)."""
+    principal = authenticate(services, token)
+    request.state.principal = principal.name
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -100,3 +102,5 @@ OwnerDep = Annotated[Principal, Depends(require(Role.OWNER))]
 OperatorDep = Annotated[Principal, Depends(require(Role.OPERATOR))]
 OwnerOrOperatorDep = Annotated[Principal, Depends(require(Role.OWNER, Role.OPERATOR))]
 AnalystOrOwnerDep = Annotated[Principal, Depends(require(Role.ANALYST, Role.OWNER))]
+MemberDep = Annotated[Principal, Depends(require(Role.ANALYST, Role.OWNER, Role.OPERATOR))]
+ScraperDep = Annotated[Principal, Depends(require(Role.METRICS, Role.OPERATOR))]

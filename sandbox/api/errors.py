@@ -14,9 +14,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sandbox.errors import RateLimited, SandboxError, Unauthenticated
+from sandbox.audit.models import EventType
+from sandbox.errors import Forbidden, RateLimited, SandboxError, Unauthenticated
 
 logger = logging.getLogger("sandbox.api")
 
@@ -50,9 +52,25 @@ def error_response(error: SandboxError) -> JSONResponse:
     return JSONResponse(error.to_body(), status_code=error.http_status, headers=headers)
 
 
-async def _sandbox_error(_request: Request, error: Exception) -> JSONResponse:
+async def _sandbox_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, SandboxError)
+    if isinstance(error, Unauthenticated | Forbidden):
+        await run_in_threadpool(_record_refusal, request, error)
     return error_response(error)
+
+
+def _record_refusal(request: Request, error: SandboxError) -> None:
+    """A failed authentication or a role refusal as an audit event (rate-limited per caller)."""
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        return
+    host = request.client.host if request.client else "unknown"
+    who = getattr(request.state, "principal", None) or f"anonymous@{host}"
+    kind = EventType.AUTH_FAILED if isinstance(error, Unauthenticated) else EventType.AUTH_REFUSED
+    try:
+        services.control.record_refusal(kind, who, f"{request.method} {request.url.path}", error.code)
+    except SandboxError:  # recording must never turn a refusal into a different error
+        logger.exception("could not record a refusal in the audit chain")
 
 
 async def _validation_error(_request: Request, error: Exception) -> JSONResponse:

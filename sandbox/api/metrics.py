@@ -1,4 +1,6 @@
-"""Prometheus metrics of the gateway: queries by outcome, refusals by rule, latency, epsilon spent.
+"""Prometheus metrics of the gateway: queries by outcome, refusals by rule, latency, epsilon spent;
+and, read from the state store at each scrape, every active policy's remaining budget and every
+organisation's lifetime loss, plus refused authentications and authorisations.
 
 Each app has its own registry (several apps can live in one process, e.g. in tests). With several
 uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` (``sandbox serve --workers`` does) and
@@ -8,10 +10,12 @@ uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` (``sandbox serve --workers`` d
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
+from sandbox.control import BudgetView
 from sandbox.errors import SandboxError
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -78,3 +82,39 @@ class GatewayMetrics:
             multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
             return generate_latest(combined)
         return generate_latest(self.registry)
+
+
+def budget_exposition(budgets: Iterable[BudgetView], refusals: Mapping[str, int]) -> bytes:
+    """Gauges of remaining budget per active policy and lifetime loss per organisation and ledger."""
+    registry = CollectorRegistry()
+    labels = ["organisation", "dataset", "policy"]
+    remaining = {
+        amount: Gauge(
+            f"sandbox_budget_{amount}_remaining",
+            f"{amount.capitalize()} an organisation may still spend (active policy and lifetime cap).",
+            labels,
+            registry=registry,
+        )
+        for amount in ("epsilon", "delta")
+    }
+    lifetime = Gauge(
+        "sandbox_lifetime_epsilon_used",
+        "Epsilon an organisation has spent or reserved on a ledger, across all its policies.",
+        ["organisation", "ledger"],
+        registry=registry,
+    )
+    refused = Gauge(
+        "sandbox_refusals",
+        "Failed authentications and authorisation refusals seen by this process, by event type.",
+        ["type"],
+        registry=registry,
+    )
+    for budget in budgets:
+        lifetime.labels(budget.organisation, budget.ledger).set(budget.lifetime_epsilon_used)
+        if budget.status == "active":
+            key = (budget.organisation, budget.dataset, budget.policy_id)
+            remaining["epsilon"].labels(*key).set(budget.epsilon_remaining)
+            remaining["delta"].labels(*key).set(budget.delta_remaining)
+    for kind, count in refusals.items():
+        refused.labels(kind).set(count)
+    return generate_latest(registry)

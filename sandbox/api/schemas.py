@@ -1,8 +1,9 @@
 """Request and response models of the HTTP API (what the OpenAPI document shows).
 
-Responses about the access lifecycle, budgets, queries, audit and usage are the control plane's
-frozen views, re-declared here with examples; dataset responses are built from catalog records
-without physical storage details.
+Wire schemas are declared here, apart from the control plane's domain views (they inherit none
+of them), so the wire contract changes only on purpose; ``tests/api/test_wire_schemas.py`` keeps
+each response model's fields in step with its view. Dataset responses are built from catalog
+records without physical storage details.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox import ranges
-from sandbox.audit.models import AuditEventView, VerifyReport
+from sandbox.budget import NewVersionBudget
 from sandbox.catalog.models import Classification, ColumnRole, DatasetRecord
-from sandbox.control.ledger import BudgetView, QueryView
-from sandbox.control.metering import UsageReport
-from sandbox.policies.models import AccessRequestView, PolicyView
+from sandbox.control.ledger import QueryStatus
+from sandbox.policies.models import PolicyStatus, RequestStatus
 from sandbox.principals import Principal, Role
 from sandbox.query.summary import AggregateKind
 
@@ -250,6 +250,12 @@ class DatasetRegistration(BaseModel):
         "relative to the YAML's folder and must also lie inside the import folder.",
     )
     replace: bool = Field(False, description="Replace an already registered dataset of that name.")
+    new_version_budget: NewVersionBudget = Field(
+        NewVersionBudget.CARRY,
+        description="What a new version does to budgets: `carry` the lifetime ledger over (default), "
+        "or `renew` it (only for data about new people or a new period). Identical content always "
+        "shares the ledger it was first registered with.",
+    )
 
 
 # access lifecycle
@@ -278,7 +284,7 @@ class AccessRequestCreate(BaseModel):
     valid_from: datetime | None = None
 
 
-class AccessRequestOut(AccessRequestView):
+class AccessRequestOut(BaseModel):
     """An access request."""
 
     model_config = _examples(
@@ -298,6 +304,24 @@ class AccessRequestOut(AccessRequestView):
             "created_at": "2025-01-01T00:00:00Z",
         }
     )
+
+    id: str
+    organisation: str
+    dataset: str
+    dataset_owner: str
+    requested_by: str
+    purpose: str
+    columns: tuple[str, ...]
+    epsilon: float
+    delta: float
+    valid_from: datetime
+    valid_until: datetime
+    status: RequestStatus
+    created_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+    policy_id: str | None = None
 
 
 class Approval(BaseModel):
@@ -333,7 +357,36 @@ class Revocation(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class PolicyOut(PolicyView):
+class Amendment(BaseModel):
+    """The owner's amendment of an active policy; omitted terms stay as they are."""
+
+    model_config = _examples({"epsilon": 3.0, "valid_until": "2031-06-30T00:00:00Z", "reason": "phase two"})
+
+    epsilon: Epsilon | None = Field(None, description="New total epsilon (not below what was used).")
+    delta: Delta | None = Field(None, description="New total delta.")
+    valid_until: datetime | None = Field(None, description="New end of validity (in the future).")
+    columns: list[str] | None = Field(None, max_length=1000, description="Granted columns (narrow only).")
+    aggregates: list[AggregateKind] | None = Field(None, description="Allowed aggregates (narrow only).")
+    max_epsilon_per_query: Epsilon | None = None
+    max_delta_per_query: Delta | None = None
+    reason: str = Field("", max_length=2000, description="Why; recorded in the audit log.")
+
+
+class CapSetting(BaseModel):
+    """A lifetime cap on a dataset's ledger; ``null`` amounts remove the cap."""
+
+    model_config = _examples({"scope": "organisation", "organisation": "acme", "epsilon": 5.0, "delta": None})
+
+    scope: Literal["dataset", "per_organisation", "organisation"] = Field(
+        description="`dataset`: all organisations together; `per_organisation`: the default of each "
+        "organisation; `organisation`: the one named."
+    )
+    organisation: str | None = Field(None, min_length=1, max_length=128)
+    epsilon: float | None = Field(None, strict=True, ge=0, le=ranges.MAX_EPSILON, allow_inf_nan=False)
+    delta: Delta | None = None
+
+
+class PolicyOut(BaseModel):
     """An access policy and its limits."""
 
     model_config = _examples(
@@ -358,9 +411,31 @@ class PolicyOut(PolicyView):
         }
     )
 
+    id: str
+    request_id: str
+    organisation: str
+    dataset: str
+    dataset_owner: str
+    columns: tuple[str, ...]
+    epsilon: float
+    delta: float
+    max_epsilon_per_query: float
+    max_delta_per_query: float
+    min_group_size: int
+    aggregates: tuple[AggregateKind, ...]
+    valid_from: datetime
+    valid_until: datetime
+    status: PolicyStatus
+    approved_by: str
+    approved_at: datetime
+    ended_by: str | None = None
+    ended_at: datetime | None = None
+    reason: str | None = None
 
-class BudgetOut(BudgetView):
-    """One policy's budget: granted, spent, reserved, remaining."""
+
+class BudgetOut(BaseModel):
+    """One policy's budget: granted, spent, reserved, remaining (policy and lifetime cap), and the
+    organisation's lifetime loss on the dataset's ledger across all its policies."""
 
     model_config = _examples(
         {
@@ -376,9 +451,33 @@ class BudgetOut(BudgetView):
             "delta_spent": 0.0,
             "delta_reserved": 0.0,
             "delta_remaining": 0.0,
+            "ledger": "pums",
+            "lifetime_epsilon_used": 3.5,
+            "lifetime_epsilon_cap": 5.0,
+            "lifetime_delta_used": 0.0,
+            "lifetime_delta_cap": None,
             "valid_until": "2030-12-31T00:00:00Z",
         }
     )
+
+    policy_id: str
+    organisation: str
+    dataset: str
+    status: str
+    ledger: str = Field(description="The lifetime ledger the dataset is charged to.")
+    epsilon_granted: float
+    epsilon_spent: float
+    epsilon_reserved: float
+    epsilon_remaining: float = Field(description="What may still be spent: policy and lifetime cap.")
+    delta_granted: float
+    delta_spent: float
+    delta_reserved: float
+    delta_remaining: float
+    lifetime_epsilon_used: float = Field(description="The organisation's loss on the ledger, all policies.")
+    lifetime_epsilon_cap: float | None
+    lifetime_delta_used: float
+    lifetime_delta_cap: float | None
+    valid_until: datetime
 
 
 # queries
@@ -560,15 +659,34 @@ class PreviewOut(BaseModel):
     rows: list[list[Any]]
 
 
-class QueryOut(QueryView):
+class QueryOut(BaseModel):
     """A recorded query (history); never its result values."""
+
+    id: str
+    principal: str
+    organisation: str | None
+    dataset: str
+    dataset_version: str | None
+    policy_id: str | None
+    sql: str
+    fingerprint: str | None
+    epsilon: float
+    delta: float
+    status: QueryStatus
+    cached: bool
+    replay_of: str | None
+    rule: str | None
+    error_code: str | None
+    result_shape: dict[str, Any] | None
+    created_at: datetime
+    finished_at: datetime | None
 
 
 # audit and usage
 
 
-class AuditEventOut(AuditEventView):
-    """One audit event exactly as hashed into the chain."""
+class AuditEventOut(BaseModel):
+    """One audit event exactly as hashed into the chain (``via``: how a CLI actor was verified)."""
 
     model_config = _examples(
         {
@@ -584,10 +702,67 @@ class AuditEventOut(AuditEventView):
         }
     )
 
+    seq: int
+    type: str
+    time: str
+    actor: str
+    via: str | None = None
+    organisation: str | None
+    dataset: str | None
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
 
-class VerifyReportOut(VerifyReport):
-    """Result of walking the audit chain and checking its checkpoints."""
+
+class VerifyProblemOut(BaseModel):
+    """The first broken or missing link of the chain."""
+
+    seq: int
+    reason: str
 
 
-class UsageReportOut(UsageReport):
+class StateDivergenceOut(BaseModel):
+    """A stored value the audit chain does not prove."""
+
+    table: str
+    row: str
+    field: str
+    chain: Any
+    stored: Any
+
+
+class VerifyReportOut(BaseModel):
+    """Result of walking the audit chain, checking its checkpoints and proving the stored state."""
+
+    ok: bool
+    events: int
+    head_seq: int
+    head_hash: str
+    first_error: VerifyProblemOut | None = None
+    checkpoints: int = 0
+    checkpoints_verified: int = 0
+    state_checked: bool = False
+    divergences: tuple[StateDivergenceOut, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+class UsageRowOut(BaseModel):
+    """Usage of one organisation on one dataset in the period."""
+
+    organisation: str | None
+    dataset: str
+    queries_answered: int
+    queries_rejected: int
+    queries_cached: int
+    queries_failed: int
+    queries_in_flight: int
+    epsilon_spent: float
+    delta_spent: float
+
+
+class UsageReportOut(BaseModel):
     """Metering rows per organisation and dataset."""
+
+    since: datetime | None
+    until: datetime | None
+    rows: tuple[UsageRowOut, ...]

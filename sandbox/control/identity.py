@@ -140,10 +140,10 @@ class Identity(Core):
     ) -> bool:
         """Record a failed authentication or an authorisation refusal (rate-limited); whether it was."""
         now = self._now()
-        suppressed = self.refusals.admit(type, who, what, now)
+        suppressed = self.refusals.admit(type, who, now)
         if suppressed is None:
             return False
-        actor = Principal(who, frozenset(), via=via)
+        actor = Principal(who[:64], frozenset(), via=via)
         with self._store.write_transaction() as session:
             chain.append(
                 session,

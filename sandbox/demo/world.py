@@ -147,9 +147,7 @@ def ensure_registered(
     except NotFound:
         pass
     log(f"registering {name} ...")
-    record = catalog.register(metadata_path, source_root=source_root)
-    control.record_registration(operator, record)
-    return record
+    return control.register_dataset(operator, catalog, metadata_path, source_root=source_root)
 
 
 def stage_for_import(settings: Settings, metadata_path: Path, shared_data: Path) -> None:

@@ -1,12 +1,13 @@
-"""The access lifecycle: analysts request, the dataset's owner approves or rejects."""
+"""The access lifecycle: analysts request and withdraw, the dataset's owner approves or rejects."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from sandbox.api.deps import AnalystDep, OwnerDep, PrincipalDep, ServicesDep
+from sandbox.api.pages import CURSOR, NEXT_CURSOR_HEADER, PAGED
 from sandbox.api.schemas import (
     AccessRequestCreate,
     AccessRequestOut,
@@ -47,14 +48,25 @@ def create_request(
     )
 
 
-@router.get("", response_model=list[AccessRequestOut], responses=error_responses(401, 429))
+@router.get("", response_model=list[AccessRequestOut], responses={**error_responses(401, 422, 429), **PAGED})
 def list_requests(
+    *,
     principal: PrincipalDep,
     services: ServicesDep,
+    response: Response,
     status: Annotated[RequestStatus | None, Query(description="Only requests in this state.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Newest first, at most this many.")] = 100,
+    cursor: CURSOR = None,
 ) -> list[AccessRequestView]:
-    """Analysts: their organisation's requests; owners: requests on their datasets; operators: all."""
-    return services.control.list_requests(principal, status=status.value if status else None)
+    """Analysts: their organisation's requests; owners: requests on their datasets; operators: all.
+
+    One page; the next page's cursor is in the ``X-Next-Cursor`` header (absent on the last)."""
+    page = services.control.request_page(
+        principal, status=status.value if status else None, limit=limit, cursor=cursor
+    )
+    if page.next_cursor:
+        response.headers[NEXT_CURSOR_HEADER] = page.next_cursor
+    return page.items
 
 
 @router.get("/{request_id}", response_model=AccessRequestOut, responses=error_responses(401, 404, 429))
@@ -101,3 +113,13 @@ def reject_request(
     request = services.control.get_request(principal, request_id)
     record = services.catalog.get(request.dataset)
     return services.control.reject(principal, request_id, record, reason=body.reason)
+
+
+@router.post(
+    "/{request_id}/withdraw",
+    response_model=AccessRequestOut,
+    responses=error_responses(401, 403, 404, 409, 429),
+)
+def withdraw_request(request_id: str, principal: AnalystDep, services: ServicesDep) -> AccessRequestView:
+    """An analyst withdraws their organisation's pending request (``access.withdrawn``)."""
+    return services.control.withdraw_request(principal, request_id)

@@ -8,9 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from sandbox.api.deps import OperatorDep, ServicesDep
+from sandbox.api.pages import CURSOR, NEXT_CURSOR_HEADER, PAGED
 from sandbox.api.schemas import AuditEventOut, VerifyReportOut, error_responses
 from sandbox.api.timeutil import utc
 from sandbox.control import AuditEventView, VerifyReport
+from sandbox.control.base import encode_cursor
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -26,11 +28,14 @@ Until = Annotated[datetime | None, Query(description="Events before this time (U
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 
 
-@router.get("", response_model=list[AuditEventOut], responses=error_responses(401, 403, 422, 429))
+@router.get(
+    "", response_model=list[AuditEventOut], responses={**error_responses(401, 403, 422, 429), **PAGED}
+)
 def list_events(
     *,
     operator: OperatorDep,
     services: ServicesDep,
+    response: Response,
     actor: Actor = None,
     org: Organisation = None,
     dataset: Dataset = None,
@@ -38,23 +43,37 @@ def list_events(
     since: Since = None,
     until: Until = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    after: Annotated[
+        int | None, Query(ge=0, description="Page forward from this seq (0: the start).")
+    ] = None,
+    cursor: CURSOR = None,
 ) -> list[AuditEventView]:
-    """Audit events in chain order, filtered by actor, organisation, dataset, type and time."""
-    return services.control.audit_events(
-        operator,
-        actor=actor,
-        organisation=org,
-        dataset=dataset,
-        type=type,
-        since=utc(since),
-        until=utc(until),
-        limit=limit,
+    """Audit events in chain order, filtered by actor, organisation, dataset, type and time.
+
+    Without ``after`` or ``cursor``: the newest ``limit`` events. With either: the next ``limit``
+    events in chain order, and the following page's cursor in ``X-Next-Cursor``."""
+    filters: dict[str, Any] = {
+        "actor": actor,
+        "organisation": org,
+        "dataset": dataset,
+        "type": type,
+        "since": utc(since),
+        "until": utc(until),
+    }
+    if after is None and cursor is None:
+        return services.control.audit_events(operator, limit=limit, **filters)
+    page = services.control.audit_page(
+        operator, limit=limit, cursor=cursor or encode_cursor(after or 0), **filters
     )
+    if page.next_cursor:
+        response.headers[NEXT_CURSOR_HEADER] = page.next_cursor
+    return page.items
 
 
 @router.get("/verify", response_model=VerifyReportOut, responses=error_responses(401, 403, 429))
 def verify(_operator: OperatorDep, services: ServicesDep) -> VerifyReport:
-    """Walk the chain and check every checkpoint; reports the first broken or missing link."""
+    """Walk the chain, check every checkpoint and replay the chain to prove the stored state;
+    reports the first broken or missing link and every stored value the chain does not prove."""
     return services.control.verify_audit()
 
 

@@ -9,12 +9,10 @@ from fastapi import APIRouter, status
 
 from sandbox.api.deps import OwnerOrOperatorDep, PrincipalDep, ServicesDep
 from sandbox.api.schemas import DatasetOut, DatasetRegistration, error_responses
-from sandbox.api.services import Services, can_see
-from sandbox.catalog.models import DatasetRecord
+from sandbox.api.services import can_see
 from sandbox.catalog.sources import SourceError, resolve
 from sandbox.catalog.validate import load_metadata
 from sandbox.errors import Forbidden, InvalidRequest, MetadataInvalid, NotFound
-from sandbox.principals import Role
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 
@@ -75,19 +73,6 @@ def register_dataset(
     metadata, problems = load_metadata(metadata_path)
     if metadata is None:
         raise MetadataInvalid(f"the metadata has {len(problems)} problem(s)", details={"problems": problems})
-    if not principal.has(Role.OPERATOR):
-        if metadata.owner != principal.organisation:
-            raise Forbidden(
-                f"the metadata names owner {metadata.owner!r} but you register for "
-                f"{principal.organisation!r}; owners register only their own datasets",
-                code="dataset.owner_mismatch",
-            )
-        current = _registered(services, metadata.dataset)
-        if current is not None and current.metadata.owner != principal.organisation:
-            raise Forbidden(
-                f"dataset {metadata.dataset!r} is registered by another owner; choose another name",
-                code="dataset.not_owner",
-            )
     for table in metadata.tables:
         try:
             source = resolve(metadata_path.parent, table.source)
@@ -98,17 +83,14 @@ def register_dataset(
                 f"the source of table {table.name!r} lies outside the import folder",
                 code="dataset.import_path_outside",
             )
-    record = services.catalog.register(metadata_path, replace=body.replace)
-    services.control.record_registration(principal, record)
+    record = services.control.register_dataset(
+        principal,
+        services.catalog,
+        metadata_path,
+        replace=body.replace,
+        new_version_budget=body.new_version_budget,
+    )
     return DatasetOut.of(record, principal)
-
-
-def _registered(services: Services, name: str) -> DatasetRecord | None:
-    """The registered dataset of that name, if any."""
-    try:
-        return services.catalog.get(name)
-    except NotFound:
-        return None
 
 
 def _inside(root: Path, relative: str) -> Path:

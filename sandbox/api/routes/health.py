@@ -1,12 +1,17 @@
-"""``GET /healthz`` (public liveness) and ``GET /metrics`` (Prometheus, operators only)."""
+"""``GET /healthz`` (public liveness) and ``GET /metrics`` (Prometheus: operators, or a scrape-only
+user holding just the ``metrics`` role, so Prometheus need not hold an operator token)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
 
-from sandbox.api.deps import OperatorDep, ServicesDep
+from sandbox.api.deps import ScraperDep, ServicesDep
+from sandbox.api.metrics import budget_exposition
 from sandbox.api.schemas import Health, error_responses
+from sandbox.api.services import Services
+from sandbox.principals import Principal, Role
 
 router = APIRouter(tags=["operations"])
 
@@ -25,6 +30,14 @@ async def healthz() -> Health:
         **error_responses(401, 403, 429),
     },
 )
-async def metrics(_operator: OperatorDep, services: ServicesDep) -> Response:
-    """Queries by outcome, refusals by rule, latency histogram and epsilon spent."""
-    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(scraper: ScraperDep, services: ServicesDep) -> Response:
+    """Queries by outcome, refusals by rule, latency histogram and epsilon spent; remaining budget
+    per active policy and lifetime loss per organisation (read from the state store)."""
+    budgets = await run_in_threadpool(_budget_gauges, services, scraper)
+    return Response(services.metrics.exposition() + budgets, media_type=CONTENT_TYPE_LATEST)
+
+
+def _budget_gauges(services: Services, scraper: Principal) -> bytes:
+    # the scraper reads every organisation's budget figures, as an operator would, and nothing else
+    reader = Principal(scraper.name, frozenset({Role.OPERATOR}))
+    return budget_exposition(services.control.budget(reader), services.control.refusals.counts)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, NoReturn
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from sandbox.api.deps import PrincipalDep, ServicesDep, TokenDep, authenticate
+from sandbox.api.pages import CURSOR, NEXT_CURSOR_HEADER, PAGED
 from sandbox.api.schemas import QueryAnswer, QueryEstimate, QueryOut, QueryRequest, error_responses
 from sandbox.api.services import Services
 from sandbox.control import QueryView
@@ -83,15 +84,23 @@ def _estimate_query(services: Services, token: str, body: QueryRequest) -> dict[
     return estimate
 
 
-@router.get("", response_model=list[QueryOut], responses=error_responses(401, 422, 429))
+@router.get("", response_model=list[QueryOut], responses={**error_responses(401, 422, 429), **PAGED})
 def list_queries(
+    *,
     principal: PrincipalDep,
     services: ServicesDep,
+    response: Response,
     dataset: Annotated[str | None, Query(max_length=128, description="Only this dataset.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Newest first, at most this many.")] = 100,
+    cursor: CURSOR = None,
 ) -> list[QueryView]:
-    """Query history: analysts their organisation's, owners their datasets', operators all."""
-    return services.control.list_queries(principal, dataset=dataset, limit=limit)
+    """Query history: analysts their organisation's, owners their datasets', operators all.
+
+    One page; the next page's cursor is in the ``X-Next-Cursor`` header (absent on the last)."""
+    page = services.control.query_page(principal, dataset=dataset, limit=limit, cursor=cursor)
+    if page.next_cursor:
+        response.headers[NEXT_CURSOR_HEADER] = page.next_cursor
+    return page.items
 
 
 @router.get("/{query_id}", response_model=QueryOut, responses=error_responses(401, 404, 429))
