@@ -47,10 +47,11 @@ QUERY_COLUMNS = _names(
     "status cached replay_of rule error_code result_shape created_at finished_at"
 )
 BUDGET_COLUMNS = _names(
-    "policy_id organisation dataset status epsilon_granted epsilon_spent epsilon_reserved "
-    "epsilon_remaining delta_granted delta_spent delta_reserved delta_remaining valid_until"
+    "policy_id organisation dataset status ledger epsilon_granted epsilon_spent epsilon_reserved "
+    "epsilon_remaining delta_granted delta_spent delta_reserved delta_remaining lifetime_epsilon_used "
+    "lifetime_epsilon_cap lifetime_delta_used lifetime_delta_cap valid_until"
 )
-AUDIT_COLUMNS = _names("seq type time actor organisation dataset payload prev_hash hash")
+AUDIT_COLUMNS = _names("seq type time actor via organisation dataset payload prev_hash hash")
 USAGE_COLUMNS = _names(
     "organisation dataset queries_answered queries_rejected queries_cached queries_failed "
     "queries_in_flight epsilon_spent delta_spent"
@@ -176,9 +177,17 @@ class Client:
         }
         return self._object("POST", "/access-requests", json=body)
 
-    def access_requests(self, status: str | None = None) -> pd.DataFrame:
-        """Access requests visible to the caller (own organisation, own datasets, or all)."""
-        return _frame(self._json("GET", "/access-requests", params=_params(status=status)), REQUEST_COLUMNS)
+    def access_requests(
+        self, status: str | None = None, *, limit: int = 100, cursor: str | None = None
+    ) -> pd.DataFrame:
+        """Access requests visible to the caller (own organisation, own datasets, or all), newest
+        first, one page; ``attrs['next_cursor']`` fetches the next (``None`` on the last page)."""
+        params = _params(status=status, limit=limit, cursor=cursor)
+        return self._page("/access-requests", params, REQUEST_COLUMNS)
+
+    def withdraw_request(self, request_id: str) -> dict[str, Any]:
+        """Withdraw your organisation's pending request (analyst)."""
+        return self._object("POST", f"/access-requests/{_segment(request_id)}/withdraw")
 
     def approve(self, request_id: str, **limits: Any) -> dict[str, Any]:
         """Approve a request on your dataset (owner); ``limits`` narrow it (``epsilon``,
@@ -193,9 +202,30 @@ class Client:
             "POST", f"/access-requests/{_segment(request_id)}/reject", json={"reason": reason}
         )
 
-    def policies(self) -> pd.DataFrame:
-        """Access policies visible to the caller."""
-        return _frame(self._json("GET", "/policies"), POLICY_COLUMNS)
+    def policies(self, *, limit: int = 100, cursor: str | None = None) -> pd.DataFrame:
+        """Access policies visible to the caller, newest first, one page (``attrs['next_cursor']``)."""
+        return self._page("/policies", _params(limit=limit, cursor=cursor), POLICY_COLUMNS)
+
+    def amend_policy(self, policy_id: str, *, reason: str = "", **terms: Any) -> dict[str, Any]:
+        """Amend an active policy on your dataset (owner): ``epsilon``, ``delta`` (top up),
+        ``valid_until``, ``columns``, ``aggregates`` (narrow only), per-query caps."""
+        body = _params(reason=reason, **terms)
+        return self._object("POST", f"/policies/{_segment(policy_id)}/amend", json=body)
+
+    def set_cap(
+        self,
+        dataset: str,
+        *,
+        scope: str = "dataset",
+        organisation: str | None = None,
+        epsilon: float | None = None,
+        delta: float | None = None,
+    ) -> None:
+        """Set a lifetime cap on your dataset (owner): ``scope`` ``dataset`` (all organisations
+        together), ``per_organisation`` (each one's default) or ``organisation`` (the one named);
+        ``None`` amounts remove the cap."""
+        body = {"scope": scope, "organisation": organisation, "epsilon": epsilon, "delta": delta}
+        self._request("PUT", f"/datasets/{_segment(dataset)}/caps", json=body)
 
     def revoke_policy(self, policy_id: str, reason: str) -> dict[str, Any]:
         """Revoke a policy on your dataset (owner); the next query under it is denied."""
@@ -289,18 +319,20 @@ class Client:
         raw = self._object("POST", "/queries", json=_query_body(dataset, sql, epsilon, delta, ci, group_size))
         return answer_frame(raw, dataset=dataset, sql=sql)
 
-    def history(self, dataset: str | None = None, limit: int = 100) -> pd.DataFrame:
-        """Recorded queries visible to the caller, newest first (never their results)."""
-        return _frame(
-            self._json("GET", "/queries", params=_params(dataset=dataset, limit=limit)), QUERY_COLUMNS
-        )
+    def history(
+        self, dataset: str | None = None, limit: int = 100, *, cursor: str | None = None
+    ) -> pd.DataFrame:
+        """Recorded queries visible to the caller, newest first, one page (never their results);
+        ``attrs['next_cursor']`` fetches the next page."""
+        return self._page("/queries", _params(dataset=dataset, limit=limit, cursor=cursor), QUERY_COLUMNS)
 
     def query_record(self, query_id: str) -> dict[str, Any]:
         """One recorded query."""
         return self._object("GET", f"/queries/{_segment(query_id)}")
 
     def budget(self) -> pd.DataFrame:
-        """Budget per visible policy: granted, spent, reserved and remaining epsilon and delta."""
+        """Budget per visible policy: granted, spent, reserved and remaining epsilon and delta, and
+        the organisation's lifetime loss on the dataset (operators: every organisation's)."""
         return _frame(self._json("GET", "/budget"), BUDGET_COLUMNS)
 
     # operators and owners
@@ -314,13 +346,24 @@ class Client:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 1000,
+        after: int | None = None,
+        cursor: str | None = None,
     ) -> pd.DataFrame:
         """Audit events in chain order (operator), filtered by actor, organisation, dataset, event
-        type and time."""
+        type and time: the newest ``limit``, or with ``after`` (a seq; 0 for the start) or
+        ``cursor`` one page forward, whose ``attrs['next_cursor']`` fetches the next."""
         params = _params(
-            actor=actor, org=org, dataset=dataset, type=type, since=since, until=until, limit=limit
+            actor=actor,
+            org=org,
+            dataset=dataset,
+            type=type,
+            since=since,
+            until=until,
+            limit=limit,
+            after=after,
+            cursor=cursor,
         )
-        return _frame(self._json("GET", "/audit", params=params), AUDIT_COLUMNS)
+        return self._page("/audit", params, AUDIT_COLUMNS)
 
     def verify_audit(self) -> dict[str, Any]:
         """Walk the audit hash chain and check its signed checkpoints (operator)."""
@@ -362,6 +405,18 @@ class Client:
         return frame
 
     # transport
+    def _page(self, path: str, params: dict[str, Any], columns: tuple[str, ...]) -> pd.DataFrame:
+        response = self._request("GET", path, params=params)
+        try:
+            body = response.json()
+        except ValueError:
+            raise ServerError(
+                "the gateway answered something that is not JSON", code="client.bad_answer", status=200
+            ) from None
+        frame = _frame(body, columns)
+        frame.attrs["next_cursor"] = response.headers.get("x-next-cursor")
+        return frame
+
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)

@@ -123,3 +123,21 @@ def test_refusals_are_audited_and_metrics_need_only_a_scrape_role(own: World) ->
         refused = operator.get("/api/v1/audit", params={"type": "auth.refused"}).json()
     assert len(failed) >= 3 and all(e["actor"].startswith("anonymous@") for e in failed)
     assert {(e["actor"], e["payload"]["action"]) for e in refused} >= {("alice", "GET /api/v1/audit")}
+
+
+def test_the_client_pages_and_amends(own: World) -> None:
+    from sandbox.client import Client
+
+    with Client(own.base_url, own.tokens["oscar"]) as operator:
+        first = operator.audit(after=0, limit=2)
+        assert list(first["seq"]) == [1, 2] and first.attrs["next_cursor"]
+        second = operator.audit(cursor=first.attrs["next_cursor"], limit=2)
+        assert list(second["seq"]) == [3, 4]
+        budgets = operator.budget()
+        assert {"ledger", "lifetime_epsilon_used", "lifetime_epsilon_cap"} <= set(budgets.columns)
+        requests = operator.access_requests(limit=1)
+        assert len(requests) == 1 and requests.attrs["next_cursor"]
+    with Client(own.base_url, own.tokens["olivia"]) as owner:
+        amended = owner.amend_policy(own.acme_policy.id, epsilon=160.0, reason="client")
+        assert amended["epsilon"] == 160.0
+        owner.set_cap("pums", scope="per_organisation", epsilon=50.0)
