@@ -108,12 +108,10 @@ def serve(
 
 
 def _ensure_initialised(settings: Settings) -> None:
-    """Refuse a home ``sandbox init`` never set up, before anything is created in it."""
-    from sandbox.settings import SETTINGS_FILE  # noqa: PLC0415
-
+    """Refuse a home whose SQLite state database ``sandbox init`` never created, before anything
+    (an empty, world-readable database file) is created in it."""
     home = settings.home_dir
-    missing_db = settings.db_url is None and not (home / "state.db").is_file()
-    if not (home / SETTINGS_FILE).is_file() or missing_db:
+    if settings.db_url is None and not (home / "state.db").is_file():
         raise SandboxError(
             f"the service home {home} was never initialised: run `sandbox init` first "
             "(it creates the private state database, folders and settings file)",
