@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from sandbox.catalog.models import DatasetRecord
 from sandbox.control.base import Core, Page, account_row, dataset_row, keyset_page, scope
 from sandbox.errors import NotFound
-from sandbox.policies import workflow
+from sandbox.policies import amendments, workflow
 from sandbox.policies.models import AccessRequestView, PolicyView
 from sandbox.principals import Principal
 from sandbox.query.summary import AggregateKind
@@ -169,7 +169,7 @@ class Access(Core):
         narrow columns or aggregates, change per-query caps. No revoke-and-re-grant needed.
         """
         with self._store.write_transaction() as session:
-            return workflow.amend(
+            return amendments.amend(
                 session,
                 principal,
                 policy_id,

@@ -33,7 +33,7 @@ from sandbox.catalog.registry import Catalog
 from sandbox.catalog.validate import load_metadata
 from sandbox.control.base import Core, account_row, dataset_row, ledger_row
 from sandbox.errors import Conflict, Forbidden, InternalError, InvalidRequest, MetadataInvalid, NotFound
-from sandbox.policies import workflow
+from sandbox.policies import checks
 from sandbox.principals import Principal, Role
 from sandbox.store.models import AuditEvent, AuditHead, Dataset, LedgerContent
 
@@ -81,7 +81,7 @@ class Registrations(Core):
                 f"the metadata has {len(problems)} problem(s)", details={"problems": problems}
             )
         if not actor.has(Role.OPERATOR):
-            if not workflow.is_owner(actor, metadata.owner):
+            if not checks.is_owner(actor, metadata.owner):
                 raise Forbidden(
                     f"the metadata names owner {metadata.owner!r} but you register for "
                     f"{actor.organisation!r}; owners register only their own datasets",
@@ -110,7 +110,7 @@ class Registrations(Core):
         The actor must be an operator or an owner of the dataset's owning body.
         """
         choice = NewVersionBudget(new_version_budget)
-        if not (actor.has(Role.OPERATOR) or workflow.is_owner(actor, record.metadata.owner)):
+        if not (actor.has(Role.OPERATOR) or checks.is_owner(actor, record.metadata.owner)):
             raise Forbidden(
                 f"only an operator or an owner of {record.metadata.owner!r} may register {record.name!r}",
                 code="dataset.not_owner",
@@ -225,7 +225,7 @@ class Registrations(Core):
         ``per_organisation`` the default lifetime cap of each organisation. With it: that
         organisation's own lifetime cap (overrides the default). Only the dataset's owner may.
         """
-        workflow.ensure_owner(actor, dataset)
+        checks.ensure_owner(actor, dataset)
         epsilon_cap, delta_cap = _cap(epsilon, delta=False), _cap(delta, delta=True)
         with self._store.write_transaction() as session:
             ledger = ledger_row(session, dataset_row(session, dataset).ledger_id)

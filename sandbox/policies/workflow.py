@@ -7,7 +7,6 @@ writes its audit event in the caller's write transaction.
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -19,16 +18,24 @@ from sqlalchemy.orm import Session
 from sandbox.audit import chain
 from sandbox.audit.models import EventType
 from sandbox.budget import (
-    MAX_EPSILON,
     delta_float,
     delta_text,
-    delta_units,
     epsilon_float,
     epsilon_text,
     epsilon_units,
 )
 from sandbox.catalog.models import Classification, DatasetRecord
-from sandbox.errors import Conflict, Forbidden, InvalidRequest, NotFound, PolicyDenied
+from sandbox.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from sandbox.policies.checks import (
+    canonical_columns,
+    check_important,
+    checked_text,
+    delta_amount,
+    ensure_owner,
+    epsilon_amount,
+    owned_policy,
+    refuse_core,
+)
 from sandbox.policies.models import AccessRequestView, PolicyStatus, PolicyView, RequestStatus
 from sandbox.principals import Principal, Role
 from sandbox.query.summary import AggregateKind
@@ -100,81 +107,6 @@ def policy_view(row: Policy | Row[Any]) -> PolicyView:
     )
 
 
-def is_owner(principal: Principal, owner: str) -> bool:
-    """Whether the principal is an owner acting for the owning body ``owner``."""
-    return principal.has(Role.OWNER) and principal.organisation == owner
-
-
-def ensure_owner(principal: Principal, dataset: DatasetRecord) -> None:
-    """``Forbidden`` (``policy.not_owner``) unless the principal owns the dataset."""
-    if not is_owner(principal, dataset.metadata.owner):
-        raise Forbidden(
-            f"only an owner of {dataset.metadata.owner!r} may decide on dataset {dataset.name!r}",
-            code="policy.not_owner",
-            rule="policy.not_owner",
-        )
-
-
-def _refuse_core(dataset: DatasetRecord) -> None:
-    if dataset.metadata.classification == Classification.CORE:
-        raise PolicyDenied(
-            "policy.core_dataset",
-            f"dataset {dataset.name!r} is classified core (核心): it is listed in the catalogue only "
-            "and access to it cannot be requested or granted",
-        )
-
-
-def _text(value: str, name: str, limit: int) -> str:
-    cleaned = value.strip()
-    if not cleaned or len(cleaned) > limit:
-        raise InvalidRequest(f"give a {name} of 1 to {limit} characters", code=f"request.{name}_required")
-    return cleaned
-
-
-def _canonical_columns(dataset: DatasetRecord, columns: Iterable[str]) -> list[str]:
-    """Declared spelling of ``column`` or ``table.column`` names, without duplicates."""
-    resolved: list[str] = []
-    unknown: list[str] = []
-    for name in columns:
-        table_name, _, column_name = name.strip().rpartition(".")
-        tables = [
-            t for t in dataset.metadata.tables if not table_name or t.name.lower() == table_name.lower()
-        ]
-        match = next(((t, c) for t in tables if (c := t.column(column_name)) is not None), None)
-        if match is None:
-            unknown.append(name)
-            continue
-        table, column = match
-        canonical = f"{table.name}.{column.name}" if table_name else column.name
-        if canonical not in resolved:
-            resolved.append(canonical)
-    if unknown:
-        raise InvalidRequest(
-            f"dataset {dataset.name!r} declares no column(s) {', '.join(unknown)}; "
-            "name declared columns as `column` or `table.column`",
-            code="request.unknown_column",
-            details={"columns": unknown},
-        )
-    if not resolved:
-        raise InvalidRequest("name at least one column", code="request.no_columns")
-    return resolved
-
-
-def _epsilon(value: float, code: str) -> int:
-    if not math.isfinite(value) or value <= 0 or value > MAX_EPSILON:
-        raise InvalidRequest(f"epsilon must be greater than 0 and at most {MAX_EPSILON:g}", code=code)
-    units = epsilon_units(value, up=False)
-    if units <= 0:
-        raise InvalidRequest("epsilon must be at least 1e-9", code=code)
-    return units
-
-
-def _delta(value: float, code: str) -> int:
-    if not math.isfinite(value) or value < 0 or value >= 1:
-        raise InvalidRequest("delta must be at least 0 and below 1", code=code)
-    return delta_units(value, up=False)
-
-
 def create_request(
     session: Session,
     principal: Principal,
@@ -195,7 +127,7 @@ def create_request(
             code="policy.not_analyst",
             rule="policy.not_analyst",
         )
-    _refuse_core(dataset)
+    refuse_core(dataset)
     start = as_utc(valid_from) if valid_from is not None else now
     end = as_utc(valid_until)
     if end <= start or end <= now:
@@ -222,10 +154,10 @@ def create_request(
         dataset=dataset.name,
         dataset_owner=dataset.metadata.owner,
         requested_by=principal.name,
-        purpose=_text(purpose, "purpose", MAX_PURPOSE_LENGTH),
-        columns=_canonical_columns(dataset, columns),
-        epsilon=_epsilon(epsilon, "request.invalid_epsilon"),
-        delta=_delta(delta, "request.invalid_delta"),
+        purpose=checked_text(purpose, "purpose", MAX_PURPOSE_LENGTH),
+        columns=canonical_columns(dataset, columns),
+        epsilon=epsilon_amount(epsilon, "request.invalid_epsilon"),
+        delta=delta_amount(delta, "request.invalid_delta"),
         valid_from=start,
         valid_until=end,
         status=RequestStatus.PENDING.value,
@@ -330,16 +262,18 @@ def approve(
 ) -> PolicyView:
     """The owner approves a pending request, possibly narrowing it (``access.approved``)."""
     request = _pending_request(session, principal, request_id, dataset)
-    _refuse_core(dataset)
-    granted_columns = request.columns if columns is None else _canonical_columns(dataset, columns)
+    refuse_core(dataset)
+    granted_columns = request.columns if columns is None else canonical_columns(dataset, columns)
     wider = [c for c in granted_columns if c.lower() not in {r.lower() for r in request.columns}]
     if wider:
         raise InvalidRequest(
             f"column(s) {', '.join(wider)} were not requested; an approval may only narrow the request",
             code="approval.widens_request",
         )
-    granted_epsilon = request.epsilon if epsilon is None else _epsilon(epsilon, "approval.invalid_epsilon")
-    granted_delta = request.delta if delta is None else _delta(delta, "approval.invalid_delta")
+    granted_epsilon = (
+        request.epsilon if epsilon is None else epsilon_amount(epsilon, "approval.invalid_epsilon")
+    )
+    granted_delta = request.delta if delta is None else delta_amount(delta, "approval.invalid_delta")
     end = request.valid_until if valid_until is None else as_utc(valid_until)
     if granted_epsilon > request.epsilon or granted_delta > request.delta or end > request.valid_until:
         raise InvalidRequest(
@@ -351,14 +285,14 @@ def approve(
         raise InvalidRequest(
             "valid_until must be in the future and after valid_from", code="approval.invalid_validity"
         )
-    cap = _epsilon(max_epsilon_per_query, "approval.invalid_epsilon_cap")
+    cap = epsilon_amount(max_epsilon_per_query, "approval.invalid_epsilon_cap")
     if cap > granted_epsilon or cap > epsilon_units(settings.max_epsilon_per_query, up=False):
         raise InvalidRequest(
             f"max_epsilon_per_query must be at most the granted epsilon {epsilon_text(granted_epsilon)} "
             f"and the service ceiling {settings.max_epsilon_per_query:g}",
             code="approval.invalid_epsilon_cap",
         )
-    delta_cap = _delta(max_delta_per_query, "approval.invalid_delta_cap")
+    delta_cap = delta_amount(max_delta_per_query, "approval.invalid_delta_cap")
     if delta_cap > granted_delta:
         raise InvalidRequest(
             f"max_delta_per_query must be at most the granted delta {delta_text(granted_delta)}",
@@ -370,7 +304,7 @@ def approve(
     if not kinds:
         raise InvalidRequest("allow at least one aggregate kind", code="approval.no_aggregates")
     if dataset.metadata.classification == Classification.IMPORTANT:
-        _check_important(settings, cap, min_group_size)
+        check_important(settings, cap, min_group_size)
     current = current_policy(session, request.organisation, request.dataset)
     if current is not None:
         notice_expiry(session, current, now)
@@ -430,166 +364,6 @@ def approve(
     return policy_view(policy)
 
 
-_AMENDABLE = (
-    "epsilon",
-    "delta",
-    "valid_until",
-    "columns",
-    "aggregates",
-    "max_epsilon_per_query",
-    "max_delta_per_query",
-)
-
-
-def _policy_terms(policy: Policy) -> dict[str, Any]:
-    """The amendable terms of a policy as recorded in the audit chain."""
-    return {
-        "epsilon": epsilon_text(policy.epsilon_granted),
-        "delta": delta_text(policy.delta_granted),
-        "valid_until": policy.valid_until.isoformat(),
-        "columns": list(policy.columns),
-        "aggregates": list(policy.aggregates),
-        "max_epsilon_per_query": epsilon_text(policy.max_epsilon_per_query),
-        "max_delta_per_query": delta_text(policy.max_delta_per_query),
-    }
-
-
-def amend(
-    session: Session,
-    principal: Principal,
-    policy_id: str,
-    dataset: DatasetRecord,
-    *,
-    settings: Settings,
-    now: datetime,
-    epsilon: float | None = None,
-    delta: float | None = None,
-    valid_until: datetime | None = None,
-    columns: list[str] | None = None,
-    aggregates: Iterable[AggregateKind] | None = None,
-    max_epsilon_per_query: float | None = None,
-    max_delta_per_query: float | None = None,
-    reason: str = "",
-) -> PolicyView:
-    """The owner amends an active policy (``policy.amended``, old and new terms).
-
-    Budgets may be topped up (or lowered, never below what was spent and reserved), validity
-    extended or shortened (into the future), columns and aggregates only narrowed.
-    """
-    policy = _owned_policy(session, principal, policy_id, dataset)
-    notice_expiry(session, policy, now)
-    if policy.status != PolicyStatus.ACTIVE.value:
-        raise Conflict(f"policy {policy_id!r} is {policy.status}, not active", code="policy.not_active")
-    old = _policy_terms(policy)
-    if epsilon is not None:
-        units = _epsilon(epsilon, "amend.invalid_epsilon")
-        used = policy.epsilon_spent + policy.epsilon_reserved
-        if units < used:
-            raise InvalidRequest(
-                f"epsilon {epsilon_text(units)} is below what the policy already spent or reserved, "
-                f"{epsilon_text(used)}: grant at least that",
-                code="amend.below_spent",
-            )
-        policy.epsilon_granted = units
-    if delta is not None:
-        units = _delta(delta, "amend.invalid_delta")
-        used = policy.delta_spent + policy.delta_reserved
-        if units < used:
-            raise InvalidRequest(
-                f"delta {delta_text(units)} is below what the policy already spent or reserved, "
-                f"{delta_text(used)}: grant at least that",
-                code="amend.below_spent",
-            )
-        policy.delta_granted = units
-    if valid_until is not None:
-        end = as_utc(valid_until)
-        if end <= now or end <= policy.valid_from:
-            raise InvalidRequest(
-                "valid_until must be in the future and after valid_from", code="amend.invalid_validity"
-            )
-        policy.valid_until = end
-    if columns is not None:
-        narrowed = _canonical_columns(dataset, columns)
-        granted = {c.lower() for c in policy.columns}
-        wider = [c for c in narrowed if c.lower() not in granted]
-        if wider:
-            raise InvalidRequest(
-                f"column(s) {', '.join(wider)} are not granted by policy {policy.id}; an amendment may only "
-                "narrow columns (new columns need a new request)",
-                code="amend.widens_policy",
-            )
-        policy.columns = narrowed
-    if aggregates is not None:
-        kinds = sorted({AggregateKind(a).value for a in aggregates})
-        wider = [k for k in kinds if k not in policy.aggregates]
-        if wider or not kinds:
-            raise InvalidRequest(
-                f"aggregates must be a non-empty subset of {', '.join(policy.aggregates)}",
-                code="amend.widens_policy",
-            )
-        policy.aggregates = kinds
-    if max_epsilon_per_query is not None:
-        policy.max_epsilon_per_query = _epsilon(max_epsilon_per_query, "amend.invalid_epsilon_cap")
-    if max_delta_per_query is not None:
-        policy.max_delta_per_query = _delta(max_delta_per_query, "amend.invalid_delta_cap")
-    _check_caps(settings, dataset, policy)
-    new = _policy_terms(policy)
-    changed = [key for key in _AMENDABLE if old[key] != new[key]]
-    if not changed:
-        raise InvalidRequest("the amendment changes nothing", code="amend.no_change")
-    chain.append(
-        session,
-        EventType.POLICY_AMENDED,
-        actor=principal,
-        now=now,
-        organisation=policy.organisation,
-        dataset=policy.dataset,
-        payload={
-            "policy_id": policy.id,
-            "old": {key: old[key] for key in changed},
-            "new": {key: new[key] for key in changed},
-            "reason": reason.strip()[:MAX_REASON_LENGTH],
-        },
-    )
-    return policy_view(policy)
-
-
-def _check_caps(settings: Settings, dataset: DatasetRecord, policy: Policy) -> None:
-    ceiling = epsilon_units(settings.max_epsilon_per_query, up=False)
-    if policy.max_epsilon_per_query > min(policy.epsilon_granted, ceiling):
-        raise InvalidRequest(
-            "max_epsilon_per_query must be at most the granted epsilon "
-            f"{epsilon_text(policy.epsilon_granted)} and the service ceiling "
-            f"{settings.max_epsilon_per_query:g}",
-            code="amend.invalid_epsilon_cap",
-        )
-    if policy.max_delta_per_query > policy.delta_granted:
-        raise InvalidRequest(
-            f"max_delta_per_query must be at most the granted delta {delta_text(policy.delta_granted)}",
-            code="amend.invalid_delta_cap",
-        )
-    if dataset.metadata.classification == Classification.IMPORTANT:
-        _check_important(settings, policy.max_epsilon_per_query, policy.min_group_size)
-
-
-def _check_important(settings: Settings, cap: int, min_group_size: int) -> None:
-    if min_group_size < settings.important_min_group_size:
-        raise InvalidRequest(
-            f"dataset is classified important (重要): min_group_size must be at least "
-            f"{settings.important_min_group_size} (setting important_min_group_size)",
-            code="policy.important_min_group_size",
-            rule="policy.important_min_group_size",
-        )
-    limit = epsilon_units(settings.important_max_epsilon_per_query, up=False)
-    if cap > limit:
-        raise InvalidRequest(
-            f"dataset is classified important (重要): max_epsilon_per_query must be at most "
-            f"{epsilon_text(limit)} (setting important_max_epsilon_per_query)",
-            code="policy.important_epsilon_cap",
-            rule="policy.important_epsilon_cap",
-        )
-
-
 def reject(
     session: Session,
     principal: Principal,
@@ -601,7 +375,7 @@ def reject(
 ) -> AccessRequestView:
     """The owner rejects a pending request with a reason (``access.rejected``)."""
     request = _pending_request(session, principal, request_id, dataset)
-    request.reason = _text(reason, "reason", MAX_REASON_LENGTH)
+    request.reason = checked_text(reason, "reason", MAX_REASON_LENGTH)
     request.status, request.decided_by, request.decided_at = RequestStatus.REJECTED.value, principal.name, now
     chain.append(
         session,
@@ -625,11 +399,11 @@ def revoke(
     now: datetime,
 ) -> PolicyView:
     """The owner revokes an active policy (``policy.revoked``); queries stop at once."""
-    policy = _owned_policy(session, principal, policy_id, dataset)
+    policy = owned_policy(session, principal, policy_id, dataset)
     notice_expiry(session, policy, now)
     if policy.status != PolicyStatus.ACTIVE.value:
         raise Conflict(f"policy {policy_id!r} is already {policy.status}", code="policy.not_active")
-    policy.reason = _text(reason, "reason", MAX_REASON_LENGTH)
+    policy.reason = checked_text(reason, "reason", MAX_REASON_LENGTH)
     policy.status, policy.ended_by, policy.ended_at = PolicyStatus.REVOKED.value, principal.name, now
     chain.append(
         session,
@@ -641,20 +415,6 @@ def revoke(
         payload={"policy_id": policy.id, "reason": policy.reason},
     )
     return policy_view(policy)
-
-
-def _owned_policy(session: Session, principal: Principal, policy_id: str, dataset: DatasetRecord) -> Policy:
-    """The policy (locked) on the owner's dataset; ``NotFound``/``InvalidRequest`` otherwise."""
-    ensure_owner(principal, dataset)
-    policy = session.scalar(select(Policy).where(Policy.id == policy_id).with_for_update())
-    if policy is None or policy.dataset_owner != principal.organisation:
-        raise NotFound(f"no policy {policy_id!r} on your datasets", code="policy.not_found")
-    if policy.dataset != dataset.name:
-        raise InvalidRequest(
-            f"policy {policy_id!r} is on dataset {policy.dataset!r}, not {dataset.name!r}",
-            code="policy.dataset_mismatch",
-        )
-    return policy
 
 
 def current_policy(session: Session, organisation: str, dataset: str, *, lock: bool = False) -> Policy | None:
