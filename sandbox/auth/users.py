@@ -121,7 +121,8 @@ def set_disabled(
     user = _stored(session, name)
     if (user.disabled_at is not None) == disabled:
         state = "disabled" if disabled else "enabled"
-        raise Conflict(f"user {name!r} is already {state}", code=f"user.already_{state}")
+        code = "user.already_disabled" if disabled else "user.already_enabled"
+        raise Conflict(f"user {name!r} is already {state}", code=code)
     user.disabled_at = now if disabled else None
     chain.append(
         session,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,11 +43,12 @@ def refuse_core(dataset: DatasetRecord) -> None:
         )
 
 
-def checked_text(value: str, name: str, limit: int) -> str:
+def checked_text(value: str, name: Literal["purpose", "reason"], limit: int) -> str:
     """``value`` stripped; ``InvalidRequest`` (``request.<name>_required``) unless 1..limit characters."""
     cleaned = value.strip()
     if not cleaned or len(cleaned) > limit:
-        raise InvalidRequest(f"give a {name} of 1 to {limit} characters", code=f"request.{name}_required")
+        code = "request.purpose_required" if name == "purpose" else "request.reason_required"
+        raise InvalidRequest(f"give a {name} of 1 to {limit} characters", code=code)
     return cleaned
 
 
