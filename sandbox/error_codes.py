@@ -38,6 +38,7 @@ CODES: Final[dict[str, str]] = {
     "auth.operator_only": "control-plane.md",
     "auth.role_required": "api.md",
     "auth.unauthenticated": "api.md",
+    "auth.scrape_only": "api.md",
     "auth.unknown_actor": "control-plane.md",
     "budget.dataset_cap_exhausted": "control-plane.md",
     "budget.delta_exhausted": "control-plane.md",

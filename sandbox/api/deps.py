@@ -64,6 +64,10 @@ def authenticate(services: Services, token: str, *roles: Role) -> Principal:
     """
     principal = services.authenticator.authenticate(token)
     services.rate_limiter.check(principal.name)
+    if principal.roles == {Role.METRICS} and Role.METRICS not in roles:
+        raise Forbidden(
+            "a metrics-only user may only scrape /metrics", code="auth.scrape_only", rule="auth.scrape_only"
+        )
     if roles:
         ensure_role(principal, roles)
     return principal
@@ -103,4 +107,13 @@ OperatorDep = Annotated[Principal, Depends(require(Role.OPERATOR))]
 OwnerOrOperatorDep = Annotated[Principal, Depends(require(Role.OWNER, Role.OPERATOR))]
 AnalystOrOwnerDep = Annotated[Principal, Depends(require(Role.ANALYST, Role.OWNER))]
 MemberDep = Annotated[Principal, Depends(require(Role.ANALYST, Role.OWNER, Role.OPERATOR))]
-ScraperDep = Annotated[Principal, Depends(require(Role.METRICS, Role.OPERATOR))]
+
+
+def get_scraper(request: Request, services: ServicesDep, token: TokenDep) -> Principal:
+    """A Prometheus scraper: a metrics-only user, or an operator."""
+    principal = authenticate(services, token, Role.METRICS, Role.OPERATOR)
+    request.state.principal = principal.name
+    return principal
+
+
+ScraperDep = Annotated[Principal, Depends(get_scraper)]

@@ -113,8 +113,8 @@ def test_refusals_are_audited_and_metrics_need_only_a_scrape_role(own: World) ->
     with own.client("prom") as scraper:
         scraped = scraper.get("/metrics")
         assert scraped.status_code == 200, scraped.text
-        assert_error(scraper.get("/api/v1/budget"), 403)
-        assert_error(scraper.get("/api/v1/audit"), 403)
+        for path in ("/api/v1/budget", "/api/v1/audit", "/api/v1/datasets", "/api/v1/me", "/api/v1/policies"):
+            assert_error(scraper.get(path), 403, "auth.scrape_only")
     text = scraped.text
     assert 'sandbox_budget_epsilon_remaining{dataset="pums",organisation="acme"' in text
     assert 'sandbox_lifetime_epsilon_used{ledger="pums",organisation="acme"}' in text
