@@ -328,21 +328,7 @@ class Admission(Core):
                 session, query.id, status=QueryStatus.ANSWERED.value, finished_at=now, result_shape=shape
             )
             store_replay(session, query, answer, now)
-            chain.append(
-                session,
-                EventType.QUERY_ANSWERED,
-                actor=query.principal,
-                now=now,
-                organisation=query.organisation,
-                dataset=query.dataset,
-                payload={
-                    "query_id": query.id,
-                    "policy_id": query.policy_id,
-                    "epsilon": epsilon_text(query.epsilon),
-                    "delta": delta_text(query.delta),
-                    "result_shape": shape,
-                },
-            )
+            _record_charge(session, query, EventType.QUERY_ANSWERED, now, result_shape=shape)
 
     def fail_query(self, ticket: QueryTicket, error: SandboxError) -> None:
         """Execution failed after data was read: the charge is kept (``query.failed``)."""
@@ -353,21 +339,7 @@ class Admission(Core):
         query = self._reserved_query(session, query_id)
         settle(session, query.policy_id, query.organisation, query.ledger_id, query.epsilon, query.delta)
         finish_query(session, query.id, status=QueryStatus.FAILED.value, error_code=code, finished_at=now)
-        chain.append(
-            session,
-            EventType.QUERY_FAILED,
-            actor=query.principal,
-            now=now,
-            organisation=query.organisation,
-            dataset=query.dataset,
-            payload={
-                "query_id": query.id,
-                "policy_id": query.policy_id,
-                "epsilon": epsilon_text(query.epsilon),
-                "delta": delta_text(query.delta),
-                "error_code": code,
-            },
-        )
+        _record_charge(session, query, EventType.QUERY_FAILED, now, error_code=code)
 
     def settle_abandoned(self, older_than: timedelta) -> int:
         """Charge reservations older than ``older_than`` whose process died (``query.failed``).
@@ -420,3 +392,22 @@ class Admission(Core):
                 payload={"query_id": query_id, "sql": sql, "rule": rule, "message": error.message},
             )
         return query_id
+
+
+def _record_charge(session: Runner, query: Row[Any], type: EventType, now: datetime, **extra: Any) -> None:
+    """Append the event of a settled charge (``query.answered`` or ``query.failed``)."""
+    chain.append(
+        session,
+        type,
+        actor=query.principal,
+        now=now,
+        organisation=query.organisation,
+        dataset=query.dataset,
+        payload={
+            "query_id": query.id,
+            "policy_id": query.policy_id,
+            "epsilon": epsilon_text(query.epsilon),
+            "delta": delta_text(query.delta),
+            **extra,
+        },
+    )

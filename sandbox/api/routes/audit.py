@@ -28,6 +28,24 @@ Until = Annotated[datetime | None, Query(description="Events before this time (U
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 
 
+def _filters(  # noqa: PLR0917 - the query's filters in their documented order
+    actor: str | None,
+    organisation: str | None,
+    dataset: str | None,
+    type: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> dict[str, Any]:
+    return {
+        "actor": actor,
+        "organisation": organisation,
+        "dataset": dataset,
+        "type": type,
+        "since": utc(since),
+        "until": utc(until),
+    }
+
+
 @router.get(
     "", response_model=list[AuditEventOut], responses={**error_responses(401, 403, 422, 429), **PAGED}
 )
@@ -52,14 +70,7 @@ def list_events(
 
     Without ``after`` or ``cursor``: the newest ``limit`` events. With either: the next ``limit``
     events in chain order, and the following page's cursor in ``X-Next-Cursor``."""
-    filters: dict[str, Any] = {
-        "actor": actor,
-        "organisation": org,
-        "dataset": dataset,
-        "type": type,
-        "since": utc(since),
-        "until": utc(until),
-    }
+    filters = _filters(actor, org, dataset, type, since, until)
     if after is None and cursor is None:
         return services.control.audit_events(operator, limit=limit, **filters)
     page = services.control.audit_page(
@@ -98,14 +109,7 @@ def export(
     until: Until = None,
 ) -> Response:
     """Filtered audit events as a JSON Lines or CSV download."""
-    filters: dict[str, Any] = {
-        "actor": actor,
-        "organisation": org,
-        "dataset": dataset,
-        "type": type,
-        "since": utc(since),
-        "until": utc(until),
-    }
+    filters = _filters(actor, org, dataset, type, since, until)
     text = services.control.export_audit(operator, format, **filters)
     return Response(
         text,
