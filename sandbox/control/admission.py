@@ -40,6 +40,7 @@ from sandbox.control.ledger import (
     find_replay,
     finish_query,
     insert_query,
+    own_budget_state,
     query_record,
     replayed_answer,
     reserve,
@@ -232,7 +233,11 @@ class Admission(Core):
             fingerprint=attempt.summary.fingerprint,
             dataset_version=attempt.summary.dataset_version,
         )
-        state = self._own_budget(session, attempt)
+        state = (
+            BudgetState(0, 0, 0, 0)
+            if attempt.policy is None
+            else own_budget_state(session, attempt.policy, attempt.dataset.name)
+        )
         return CachedAnswer(
             query_id=query_id,
             replay_of=entry.query_id,
@@ -240,16 +245,6 @@ class Admission(Core):
             policy=view,
             epsilon_remaining=epsilon_float(state.epsilon_remaining),
             delta_remaining=delta_float(state.delta_remaining),
-        )
-
-    def _own_budget(self, session: Session, attempt: _Attempt) -> BudgetState:
-        """The organisation's own budget (policy and lifetime account) after a free replay."""
-        if attempt.policy is None or not attempt.principal.organisation:
-            return BudgetState(0, 0, 0, 0)
-        ledger_id = dataset_row(session, attempt.dataset).ledger_id
-        ledger = ledger_row(session, ledger_id)
-        return budget_state(
-            attempt.policy, ledger, account_row(session, ledger_id, attempt.principal.organisation)
         )
 
     def _deny(self, session: Session, attempt: _Attempt, error: PolicyDenied) -> PolicyDenied:

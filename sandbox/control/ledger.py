@@ -10,21 +10,23 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import BigInteger, BindParameter, Row, Table, Update, bindparam, insert, select, update
+from sqlalchemy import BigInteger, BindParameter, Row, Table, Update, and_, bindparam, insert, select, update
 
 from sandbox.audit.chain import canonical_json
 from sandbox.budget import Allowance, BudgetState, delta_float, epsilon_float
 from sandbox.errors import InternalError
 from sandbox.policies.models import PolicyView
 from sandbox.store.db import Runner
-from sandbox.store.models import Base, Ledger, LedgerAccount, Policy, Query, ReplayEntry
+from sandbox.store.models import Base, Dataset, Ledger, LedgerAccount, Policy, Query, ReplayEntry
 
 _POLICIES = Base.metadata.tables[Policy.__tablename__]
+_DATASETS = Base.metadata.tables[Dataset.__tablename__]
 _LEDGERS = Base.metadata.tables[Ledger.__tablename__]
 _ACCOUNTS = Base.metadata.tables[LedgerAccount.__tablename__]
 _QUERIES = Base.metadata.tables[Query.__tablename__]
@@ -156,6 +158,49 @@ def budget_state(
         ),
         dataset_epsilon=Allowance(ledger.epsilon_cap, ledger.epsilon_spent + ledger.epsilon_reserved),
         dataset_delta=Allowance(ledger.delta_cap, ledger.delta_spent + ledger.delta_reserved),
+    )
+
+
+# the organisation's lifetime account on the dataset's current ledger, in one pre-built read
+_LIFETIME = (
+    select(
+        _LEDGERS.c.organisation_epsilon_cap,
+        _LEDGERS.c.organisation_delta_cap,
+        _ACCOUNTS.c.epsilon_cap,
+        _ACCOUNTS.c.delta_cap,
+        _ACCOUNTS.c.epsilon_spent,
+        _ACCOUNTS.c.epsilon_reserved,
+        _ACCOUNTS.c.delta_spent,
+        _ACCOUNTS.c.delta_reserved,
+    )
+    .select_from(
+        _DATASETS.join(_LEDGERS, _LEDGERS.c.id == _DATASETS.c.ledger_id).join(
+            _ACCOUNTS,
+            and_(
+                _ACCOUNTS.c.ledger_id == _LEDGERS.c.id,
+                _ACCOUNTS.c.organisation == bindparam("b_organisation"),
+            ),
+        )
+    )
+    .where(_DATASETS.c.name == bindparam("b_dataset"))
+)
+
+
+def own_budget_state(runner: Runner, policy: Policy | Row[Any], dataset: str) -> BudgetState:
+    """The policy's amounts and its organisation's lifetime account on the dataset (one read, no
+    lock): what a free replay reports as remaining. The dataset-wide cap is left out."""
+    row = runner.execute(
+        _LIFETIME, {"b_dataset": dataset, "b_organisation": policy.organisation}
+    ).one_or_none()
+    state = budget_state(policy)
+    if row is None:
+        return state
+    epsilon_cap = row.epsilon_cap if row.epsilon_cap is not None else row.organisation_epsilon_cap
+    delta_cap = row.delta_cap if row.delta_cap is not None else row.organisation_delta_cap
+    return replace(
+        state,
+        lifetime_epsilon=Allowance(epsilon_cap, row.epsilon_spent + row.epsilon_reserved),
+        lifetime_delta=Allowance(delta_cap, row.delta_spent + row.delta_reserved),
     )
 
 

@@ -24,7 +24,7 @@ from control_support import (
 from cp_worker import run_queries
 
 from sandbox.catalog.models import DatasetRecord
-from sandbox.control import ControlPlane, QueryTicket
+from sandbox.control import CachedAnswer, ControlPlane, QueryTicket
 from sandbox.errors import BudgetExhausted, Conflict, Forbidden, InvalidRequest
 from sandbox.principals import Principal
 from sandbox.query.summary import AggregateKind
@@ -221,3 +221,14 @@ def test_fifty_queries_from_several_processes_against_a_lifetime_cap_affording_t
     [budget] = cp.budget(OPERATOR)
     assert (budget.lifetime_epsilon_used, budget.epsilon_spent, budget.epsilon_remaining) == (1.0, 1.0, 0.0)
     assert cp.verify_audit().ok
+
+
+def test_a_replay_reports_what_the_lifetime_cap_leaves(cp: ControlPlane, grant: Granter) -> None:
+    cp.set_dataset_cap(OWNER, DATASET, 0.5, None, organisation="acme")
+    grant(ANALYST_A, DATASET, epsilon=1.0)
+    summary = make_summary(DATASET, epsilon=0.3, sql="SELECT COUNT(*) FROM people")
+    ticket = cp.begin_query(ANALYST_A, DATASET, summary, sql="q")
+    assert isinstance(ticket, QueryTicket) and ticket.epsilon_remaining == 0.2
+    cp.complete_query(ticket, {"columns": ["n"], "rows": [[1]]})
+    replayed = cp.begin_query(ANALYST_A, DATASET, summary, sql="q")
+    assert isinstance(replayed, CachedAnswer) and replayed.epsilon_remaining == 0.2
