@@ -127,8 +127,17 @@ class Registrations(Core):
                     code="dataset.already_registered",
                 )
             ledger_id = self._ledger_for(session, row, record, digest, choice)
-            row = row or dataset_row(session, record)
             ledger_row(session, ledger_id)
+            if row is None:
+                row = Dataset(
+                    name=record.name,
+                    owner=record.metadata.owner,
+                    classification=record.metadata.classification.value,
+                    version=record.version,
+                    ledger_id=ledger_id,
+                    new_version_budget=choice.value,
+                )
+                session.add(row)
             if session.get(LedgerContent, digest) is None:
                 session.add(LedgerContent(content_sha256=digest, ledger_id=ledger_id))
             event = chain.append(
