@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parent.parent
 # where a code is written: code="…" / code = "…" if … else "…", rule ids of the policy engine,
 # SQL rule ids, default codes of the error classes, the gateway's framework codes
 _CALLS = re.compile(
-    r'(?:deny|QueryRejected|raise_rejected)\(\s*"([a-z_]+\.[a-z_.]+)"|default_code = "([a-z_.]+)"'
+    r'(?:deny|QueryRejected|raise_rejected|BodyRefused)\(\s*"([a-z_]+\.[a-z_.]+)"|default_code = "([a-z_.]+)"'
     r'|\d{3}: \("([a-z_]+\.[a-z_]+)"|\.get\(status, \("([a-z_]+\.[a-z_]+)"'
 )
 _CODE_LINE = re.compile(r"\b(?:code|rule)\s*=\s*(.*)")
