@@ -27,7 +27,7 @@ router = APIRouter(prefix="/api/v1/access-requests", tags=["access"])
     "",
     response_model=AccessRequestOut,
     status_code=201,
-    responses=error_responses(401, 403, 404, 413, 422, 429),
+    responses=error_responses(401, 403, 404, 409, 413, 422, 429),
 )
 def create_request(
     body: AccessRequestCreate, principal: AnalystDep, services: ServicesDep
