@@ -1,10 +1,12 @@
 """The flow of one query, one call per stage:
 
-catalog → policy (active policy) → DP plan (whitelist, calibration) → ledger (decide + reserve,
-or replay) → DuckDB + OpenDP (execute, release) → ledger + audit (charge) → answer.
+admission (SQL length, a dataset the caller may see) → catalog → policy (active policy) → DP plan
+(whitelist, calibration) → ledger (replay, or decide + reserve: the one admission step) → DuckDB +
+OpenDP (execute, release) → ledger + audit (charge) → answer.
 
-Every refusal is recorded in the audit chain with its rule; nothing is charged before the
-reservation, and a reservation is never refunded once data has been read.
+Every refusal is recorded in the audit chain with its rule, here and in the admission step only;
+nothing is charged before the reservation, and a reservation is never refunded once data has been
+read.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from sandbox.catalog.models import Classification, DatasetRecord
 from sandbox.catalog.registry import Catalog
 from sandbox.control import CachedAnswer, ControlPlane
-from sandbox.errors import InvalidRequest, PolicyDenied, SandboxError
+from sandbox.errors import InvalidRequest, NotFound, PayloadTooLarge, PolicyDenied, SandboxError
 from sandbox.policies.engine import check_query
 from sandbox.policies.models import PolicyView
 from sandbox.principals import Principal
@@ -25,10 +27,13 @@ from sandbox.query.plan import QueryPlan
 class QueryPipeline:
     """Answers and estimates analyst queries under the control plane's policies and budgets."""
 
-    def __init__(self, catalog: Catalog, engine: Engine, control: ControlPlane) -> None:
+    def __init__(
+        self, catalog: Catalog, engine: Engine, control: ControlPlane, *, max_sql_length: int | None = None
+    ) -> None:
         self.catalog = catalog
         self.engine = engine
         self.control = control
+        self.max_sql_length = max_sql_length
 
     def answer(
         self,
@@ -96,7 +101,7 @@ class QueryPipeline:
         Reads no data and spends nothing. It answers before access is granted too (no policy, or an
         ended one), so an analyst can size the access request; ``access`` says which case it is.
         """
-        record = self.catalog.get(dataset)
+        record = self._admitted(principal, dataset, sql)
         policy: PolicyView | None
         try:
             policy = self.control.active_policy(principal, record)
@@ -144,7 +149,7 @@ class QueryPipeline:
     ) -> tuple[QueryPlan, PolicyView]:
         """The query's plan under the organisation's active policy, and that policy."""
         try:
-            record = self.catalog.get(dataset)
+            record = self._admitted(principal, dataset, sql)
             policy = self.control.active_policy(principal, record)
             epsilon = self._epsilon(record, sql, epsilon, delta, ci, group_size, policy.min_group_size)
             plan = self.engine.plan_for(record, sql, epsilon, delta, min_group_size=policy.min_group_size)
@@ -178,6 +183,19 @@ class QueryPipeline:
         """The smallest minimum group size a policy on ``record`` may have (before access)."""
         important = record.metadata.classification is Classification.IMPORTANT
         return self.engine.settings.important_min_group_size if important else 0
+
+    def _admitted(self, principal: Principal, dataset: str, sql: str) -> DatasetRecord:
+        """The dataset, once the SQL is within the length limit and the caller may see the dataset
+        (a hidden dataset is reported exactly as an unknown one)."""
+        if self.max_sql_length is not None and len(sql) > self.max_sql_length:
+            raise PayloadTooLarge(
+                f"The SQL text is {len(sql)} characters; the limit is {self.max_sql_length}.",
+                code="request.sql_too_long",
+            )
+        record = self.catalog.get(dataset)
+        if not record.visible_to(principal):
+            raise NotFound(f"dataset {dataset!r} is not registered", code="catalog.dataset_not_found")
+        return record
 
 
 # Denials that mean "no usable policy yet": estimate still answers (planning before access).

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from sandbox.api.limits import RateLimiter
 from sandbox.api.metrics import GatewayMetrics
 from sandbox.auth.base import Authenticator, make_authenticator
-from sandbox.catalog.models import Classification, DatasetRecord
+from sandbox.catalog.models import DatasetRecord
 from sandbox.catalog.registry import Catalog
 from sandbox.control import ControlPlane
 from sandbox.errors import NotFound
 from sandbox.pipeline import QueryPipeline
-from sandbox.principals import Principal, Role
+from sandbox.principals import Principal
 from sandbox.query.engine import Engine
 from sandbox.settings import Settings
 
@@ -41,7 +41,7 @@ class Services:
             catalog=catalog,
             engine=engine,
             control=control,
-            pipeline=QueryPipeline(catalog, engine, control),
+            pipeline=QueryPipeline(catalog, engine, control, max_sql_length=settings.max_sql_length),
             authenticator=make_authenticator(settings, control),
             rate_limiter=RateLimiter(settings.rate_limit_per_minute),
             metrics=metrics,
@@ -56,15 +56,6 @@ class Services:
     def visible_dataset(self, principal: Principal, name: str) -> DatasetRecord:
         """A dataset the principal may see; ``NotFound`` for unknown and hidden ones alike."""
         record = self.catalog.get(name)
-        if not can_see(principal, record):
+        if not record.visible_to(principal):
             raise NotFound(f"dataset {name!r} is not registered", code="catalog.dataset_not_found")
         return record
-
-
-def can_see(principal: Principal, record: DatasetRecord) -> bool:
-    """Core (核心) datasets are visible to operators and their owner only; the rest to everyone."""
-    if record.metadata.classification is not Classification.CORE:
-        return True
-    if principal.has(Role.OPERATOR):
-        return True
-    return principal.has(Role.OWNER) and principal.organisation == record.metadata.owner

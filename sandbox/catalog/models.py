@@ -170,6 +170,10 @@ class DatasetRecord(BaseModel):
         """The dataset's unique name."""
         return self.metadata.dataset
 
+    def visible_to(self, principal: Principal) -> bool:
+        """Core (核心) datasets are visible to operators and their owners only; the rest to everyone."""
+        return self.metadata.classification is not Classification.CORE or self.can_see_digests(principal)
+
     def can_see_digests(self, principal: Principal) -> bool:
         """Whether ``principal`` may see content digests: operators and the dataset's owners."""
         return principal.has(Role.OPERATOR) or (

@@ -9,7 +9,7 @@ on the event loop.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
@@ -19,8 +19,8 @@ from sandbox.api.pages import CURSOR, NEXT_CURSOR_HEADER, PAGED
 from sandbox.api.schemas import QueryAnswer, QueryEstimate, QueryOut, QueryRequest, error_responses
 from sandbox.api.services import Services
 from sandbox.control import QueryView
-from sandbox.errors import PayloadTooLarge, SandboxError
-from sandbox.principals import Principal, Role
+from sandbox.errors import SandboxError
+from sandbox.principals import Role
 
 router = APIRouter(prefix="/api/v1/queries", tags=["queries"])
 
@@ -46,7 +46,6 @@ def _run_query(services: Services, token: str, body: QueryRequest) -> dict[str, 
     principal = authenticate(services, token, Role.ANALYST)
     started = time.perf_counter()
     try:
-        _admit(services, principal, body, record=True)
         answer = services.pipeline.answer(
             principal,
             body.dataset,
@@ -67,7 +66,6 @@ def _estimate_query(services: Services, token: str, body: QueryRequest) -> dict[
     principal = authenticate(services, token, Role.ANALYST)
     started = time.perf_counter()
     try:
-        _admit(services, principal, body, record=False)
         estimate = services.pipeline.estimate(
             principal,
             body.dataset,
@@ -107,31 +105,3 @@ def list_queries(
 def get_query(query_id: str, principal: PrincipalDep, services: ServicesDep) -> QueryView:
     """One recorded query (never its values)."""
     return services.control.get_query(principal, query_id)
-
-
-def _admit(services: Services, principal: Principal, body: QueryRequest, *, record: bool) -> None:
-    """Refuse over-long SQL and datasets the caller may not see (recorded for real queries)."""
-    limit = services.settings.max_sql_length
-    if len(body.sql) > limit:
-        _refuse(
-            services,
-            principal,
-            body,
-            PayloadTooLarge(
-                f"The SQL text is {len(body.sql)} characters; the limit is {limit}.",
-                code="request.sql_too_long",
-            ),
-            record=record,
-        )
-    try:
-        services.visible_dataset(principal, body.dataset)
-    except SandboxError as error:
-        _refuse(services, principal, body, error, record=record)
-
-
-def _refuse(
-    services: Services, principal: Principal, body: QueryRequest, error: SandboxError, *, record: bool
-) -> NoReturn:
-    if record:
-        services.control.reject_query(principal, body.dataset, body.sql, error)
-    raise error
