@@ -19,7 +19,8 @@ from sandbox.query.summary import AggregateKind
 request_app = typer.Typer(help="Access requests: review, approve, reject, withdraw.", no_args_is_help=True)
 policy_app = typer.Typer(help="Access policies: list, amend, revoke.", no_args_is_help=True)
 budget_app = typer.Typer(
-    help="Budgets: every organisation's, and the owner's lifetime caps.", no_args_is_help=True
+    help="Budgets: `sandbox budget` lists every organisation's; `budget cap` sets the owner's lifetime caps.",
+    invoke_without_command=True,
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -211,6 +212,14 @@ def amend(
             reason=reason,
         )
     out.print(f"amended {policy_id}: epsilon {amended.epsilon:g} until {amended.valid_until:%Y-%m-%d}")
+
+
+@budget_app.callback()
+def budget(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Every organisation's budget per policy, with its lifetime loss on the dataset (without a
+    subcommand; same as `budget show`)."""
+    if ctx.invoked_subcommand is None:
+        show_budget(ctx, as_json=as_json)
 
 
 @budget_app.command("show")

@@ -141,3 +141,28 @@ def test_the_client_pages_and_amends(own: World) -> None:
         amended = owner.amend_policy(own.acme_policy.id, epsilon=160.0, reason="client")
         assert amended["epsilon"] == 160.0
         owner.set_cap("pums", scope="per_organisation", epsilon=50.0)
+
+
+def test_verify_over_http_names_a_tampered_policy(own: World) -> None:
+    from sqlalchemy import update
+
+    from sandbox.store.db import make_engine
+    from sandbox.store.models import Policy
+
+    with own.client("oscar") as operator:
+        assert operator.get("/api/v1/audit/verify").json()["ok"] is True
+        engine = make_engine(own.settings.state_db_url)
+        with engine.begin() as connection:
+            connection.execute(update(Policy).where(Policy.id == own.acme_policy.id).values(status="revoked"))
+        engine.dispose()
+        report = operator.get("/api/v1/audit/verify").json()
+    assert report["ok"] is False and report["first_error"] is None and report["state_checked"] is True
+    assert report["divergences"] == [
+        {
+            "table": "policies",
+            "row": own.acme_policy.id,
+            "field": "status",
+            "chain": "active",
+            "stored": "revoked",
+        }
+    ]

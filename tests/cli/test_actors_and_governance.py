@@ -106,7 +106,8 @@ def test_caps_amend_budget_sweep_and_verification(
         "policy", "amend", policy["id"], "--epsilon", "2.5", "--reason", "phase two", actor="carla"
     )
     assert amended.exit_code == 0, amended.output
-    [budget] = json_out(sandbox("budget", "show", "--json"))
+    [budget] = json_out(sandbox("budget", "--json"))
+    assert json_out(sandbox("budget", "show", "--json")) == [budget]
     assert (budget["epsilon_granted"], budget["lifetime_epsilon_cap"]) == (2.5, 3.0)
     [event] = json_out(sandbox("audit", "list", "--type", "policy.amended", "--json"))
     assert event["payload"]["old"] == {"epsilon": "2"} and event["payload"]["new"] == {"epsilon": "2.5"}
