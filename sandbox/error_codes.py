@@ -45,6 +45,7 @@ CODES: Final[dict[str, str]] = {
     "budget.epsilon_exhausted": "control-plane.md",
     "budget.lifetime_cap_exhausted": "control-plane.md",
     "cap.invalid": "control-plane.md",
+    "cap.shared_ledger": "control-plane.md",
     "catalog.dataset_exists": "api.md",
     "catalog.dataset_not_found": "api.md",
     "cli.as_required": "control-plane.md",

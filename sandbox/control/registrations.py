@@ -35,7 +35,7 @@ from sandbox.control.base import Core, account_row, dataset_row, ledger_row
 from sandbox.errors import Conflict, Forbidden, InternalError, InvalidRequest, MetadataInvalid, NotFound
 from sandbox.policies import checks
 from sandbox.principals import Principal, Role
-from sandbox.store.models import AuditEvent, AuditHead, Dataset, LedgerContent
+from sandbox.store.models import AuditEvent, AuditHead, Dataset, Ledger, LedgerAccount, LedgerContent
 
 
 def content_digest(record: DatasetRecord) -> str:
@@ -54,6 +54,21 @@ def _cap(value: float | None, *, delta: bool) -> int | None:
     if not math.isfinite(value) or value < 0 or value > MAX_EPSILON:
         raise InvalidRequest(f"an epsilon cap must be between 0 and {MAX_EPSILON:g}", code="cap.invalid")
     return epsilon_units(value, up=False)
+
+
+def _loosens(old: tuple[int | None, int | None], new: tuple[int | None, int | None]) -> bool:
+    """Whether any new cap is looser than the old one (``None``: no cap)."""
+    return any(o is not None and (n is None or n > o) for o, n in zip(old, new, strict=True))
+
+
+def _shared_with_others(session: Session, ledger_id: str, dataset: DatasetRecord) -> bool:
+    """Whether a dataset of another owning body is charged to the same ledger."""
+    other = session.scalar(
+        select(Dataset.name)
+        .where(Dataset.ledger_id == ledger_id, Dataset.owner != dataset.metadata.owner)
+        .limit(1)
+    )
+    return other is not None
 
 
 class Registrations(Core):
@@ -232,22 +247,30 @@ class Registrations(Core):
 
         Without ``organisation``: the dataset-wide cap over all organisations together, or with
         ``per_organisation`` the default lifetime cap of each organisation. With it: that
-        organisation's own lifetime cap (overrides the default). Only the dataset's owner may.
+        organisation's own lifetime cap (overrides the default). Only the dataset's owner may; on a
+        ledger shared with another owning body's dataset (identical content), caps may only be
+        tightened (``cap.shared_ledger``): no owner loosens what protects the other's data too.
         """
         checks.ensure_owner(actor, dataset)
         epsilon_cap, delta_cap = _cap(epsilon, delta=False), _cap(delta, delta=True)
         with self._store.write_transaction() as session:
             ledger = ledger_row(session, dataset_row(session, dataset).ledger_id)
+            target: Ledger | LedgerAccount = ledger
+            names = ("epsilon_cap", "delta_cap")
+            scope = "dataset"
             if organisation is not None:
-                account = account_row(session, ledger.id, organisation)
-                account.epsilon_cap, account.delta_cap = epsilon_cap, delta_cap
-                scope = "organisation"
+                target, scope = account_row(session, ledger.id, organisation), "organisation"
             elif per_organisation:
-                ledger.organisation_epsilon_cap, ledger.organisation_delta_cap = epsilon_cap, delta_cap
-                scope = "per_organisation"
-            else:
-                ledger.epsilon_cap, ledger.delta_cap = epsilon_cap, delta_cap
-                scope = "dataset"
+                names, scope = ("organisation_epsilon_cap", "organisation_delta_cap"), "per_organisation"
+            old = (getattr(target, names[0]), getattr(target, names[1]))
+            if _loosens(old, (epsilon_cap, delta_cap)) and _shared_with_others(session, ledger.id, dataset):
+                raise Forbidden(
+                    f"the ledger of {dataset.name!r} is shared with another owning body's dataset of "
+                    "identical content: its caps may only be lowered",
+                    code="cap.shared_ledger",
+                )
+            setattr(target, names[0], epsilon_cap)
+            setattr(target, names[1], delta_cap)
             chain.append(
                 session,
                 EventType.BUDGET_CAP_SET,

@@ -232,3 +232,17 @@ def test_a_replay_reports_what_the_lifetime_cap_leaves(cp: ControlPlane, grant: 
     cp.complete_query(ticket, {"columns": ["n"], "rows": [[1]]})
     replayed = cp.begin_query(ANALYST_A, DATASET, summary, sql="q")
     assert isinstance(replayed, CachedAnswer) and replayed.epsilon_remaining == 0.2
+
+
+def test_caps_on_a_ledger_shared_with_another_body_may_only_be_tightened(cp: ControlPlane) -> None:
+    cp.record_registration(OPERATOR, DATASET)
+    theirs = make_dataset("health_copy", owner="health_bureau")
+    theirs = theirs.model_copy(update={"tables": DATASET.tables})  # identical content, other body
+    cp.record_registration(OPERATOR, theirs)
+    cp.set_dataset_cap(OWNER, DATASET, 2.0, None)
+    cp.set_dataset_cap(OTHER_OWNER, theirs, 1.5, None)  # tightening is allowed to either owner
+    for loosen in (3.0, None):
+        with pytest.raises(Forbidden) as raised:
+            cp.set_dataset_cap(OWNER, DATASET, loosen, None)
+        assert raised.value.code == "cap.shared_ledger"
+    cp.set_dataset_cap(OWNER, DATASET, 1.0, None)
