@@ -1,0 +1,95 @@
+"""Migration 0002 moves each dataset's counters and cap to a ledger of its name and sums each
+organisation's policies into its lifetime account, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import psycopg
+import pytest
+from control_support import libpq
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from sandbox.store import migrate
+from sandbox.store.db import make_engine
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC).replace(tzinfo=None).isoformat(sep=" ")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    postgres_url: str = request.getfixturevalue("postgres_url")
+    name = f"sbx_{uuid4().hex[:16]}"
+    with psycopg.connect(libpq(postgres_url), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(libpq(postgres_url), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _policy(pid: str, request_id: str, status: str, spent: int, reserved: int) -> str:
+    return (
+        "INSERT INTO policies (id, request_id, organisation, dataset, dataset_owner, columns, aggregates, "
+        "epsilon_granted, delta_granted, epsilon_spent, epsilon_reserved, delta_spent, delta_reserved, "
+        "max_epsilon_per_query, max_delta_per_query, min_group_size, valid_from, valid_until, status, "
+        f"approved_by, approved_at) VALUES ('{pid}', '{request_id}', 'acme', 'residents', 'city', '[]', "
+        f"'[]', 3000000000, 0, {spent}, {reserved}, 0, 0, 1000000000, 0, 0, '{NOW}', '{NOW}', '{status}', "
+        f"'o', '{NOW}')"
+    )
+
+
+def _request(rid: str) -> str:
+    return (
+        "INSERT INTO access_requests (id, organisation, dataset, dataset_owner, requested_by, purpose, "
+        "columns, epsilon, delta, valid_from, valid_until, status, created_at) VALUES "
+        f"('{rid}', 'acme', 'residents', 'city', 'alice', 'p', '[]', 3000000000, 0, '{NOW}', '{NOW}', "
+        f"'approved', '{NOW}')"
+    )
+
+
+def test_counters_move_to_ledgers_and_lifetime_accounts(fresh_url: str) -> None:
+    migrate.upgrade(fresh_url, "0001")
+    engine = make_engine(fresh_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO datasets (name, owner, classification, version, epsilon_cap, delta_cap, "
+                "epsilon_spent, epsilon_reserved, delta_spent, delta_reserved) VALUES "
+                "('residents', 'city', 'general', 'v1', 9000000000, NULL, 3350000000, 100000000, 0, 0)"
+            )
+        )
+        for statement in (
+            _request("req_1"),
+            _request("req_2"),
+            _policy("pol_1", "req_1", "revoked", 3000000000, 0),
+            _policy("pol_2", "req_2", "active", 350000000, 100000000),
+        ):
+            connection.execute(text(statement))
+    assert migrate.upgrade(fresh_url) == migrate.head()
+    with engine.connect() as connection:
+        ledger = connection.execute(text("SELECT * FROM ledgers")).mappings().one()
+        account = connection.execute(text("SELECT * FROM ledger_accounts")).mappings().one()
+        dataset = connection.execute(text("SELECT ledger_id, new_version_budget FROM datasets")).one()
+    engine.dispose()
+    assert (ledger["id"], ledger["epsilon_cap"], ledger["epsilon_spent"], ledger["epsilon_reserved"]) == (
+        "residents",
+        9_000_000_000,
+        3_350_000_000,
+        100_000_000,
+    )
+    assert (account["ledger_id"], account["organisation"]) == ("residents", "acme")
+    assert (account["epsilon_spent"], account["epsilon_reserved"], account["epsilon_cap"]) == (
+        3_350_000_000,
+        100_000_000,
+        None,
+    )
+    assert tuple(dataset) == ("residents", "carry")
