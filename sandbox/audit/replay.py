@@ -79,10 +79,15 @@ def replay(events: Iterable[AuditEventView]) -> ReplayedState:
     """The state the events prove (events in chain order, already hash-verified)."""
     state = ReplayedState()
     for event in events:
-        handler = _HANDLERS.get(event.type)
-        if handler is not None:
-            handler(state, event)
+        apply(state, event)
     return state
+
+
+def apply(state: ReplayedState, event: AuditEventView) -> None:
+    """Apply one event (the next in chain order) to the replayed state."""
+    handler = _HANDLERS.get(event.type)
+    if handler is not None:
+        handler(state, event)
 
 
 def _registered(state: ReplayedState, event: AuditEventView) -> None:

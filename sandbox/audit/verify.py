@@ -86,9 +86,14 @@ def stored_events(session: Session) -> Iterator[AuditEventView | VerifyProblem]:
         after = rows[-1].seq
 
 
-def walk_store(session: Session) -> tuple[ChainWalk, AuditHead]:
-    """Walk the stored chain and check it ends at the recorded chain head (use one snapshot)."""
-    result = walk(stored_events(session))
+def walk_store(
+    session: Session, events: Iterable[AuditEventView | VerifyProblem] | None = None
+) -> tuple[ChainWalk, AuditHead]:
+    """Walk the stored chain and check it ends at the recorded chain head (use one snapshot).
+
+    ``events`` is ``stored_events(session)``, possibly tapped by the caller (one pass serves both).
+    """
+    result = walk(events if events is not None else stored_events(session))
     head = session.get(AuditHead, 1)
     if head is None:
         raise RuntimeError("the audit chain head row is missing")

@@ -4,7 +4,7 @@ verify: walk the chain, check every checkpoint, and replay the chain to prove th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +24,7 @@ from sandbox.audit.models import (
     VerifyProblem,
     VerifyReport,
 )
-from sandbox.audit.replay import COUNTERS, Account, ReplayedState, replay
+from sandbox.audit.replay import COUNTERS, Account, ReplayedState, apply
 from sandbox.audit.verify import check_checkpoints, stored_events, walk_store
 from sandbox.control.base import Core, Page, decode_cursor, encode_cursor, page_size, require_operator
 from sandbox.errors import InvalidRequest, NotFound
@@ -205,8 +205,17 @@ class Auditing(Core):
                 raise NotFound(f"no checkpoint file at {path}", code="audit.no_checkpoint_file")
             logged += checkpoints.read_log(path)
         divergences: list[StateDivergence] = []
+        state = ReplayedState()
+
         with self._store.snapshot() as session:
-            walked, head = walk_store(session)
+
+            def replayed() -> Iterator[AuditEventView | VerifyProblem]:
+                for item in stored_events(session):  # one pass: walked and replayed together
+                    if isinstance(item, AuditEventView):
+                        apply(state, item)
+                    yield item
+
+            walked, head = walk_store(session, replayed())
 
             def hash_at(seq: int) -> str | None:
                 if seq > walked.last_seq:
@@ -217,8 +226,7 @@ class Auditing(Core):
             found = [checkpoints.from_event(e) for e in walked.checkpoint_events] + logged
             checked = check_checkpoints(found, hash_at, key)
             if walked.problem is None:
-                events = (e for e in stored_events(session) if not isinstance(e, VerifyProblem))
-                divergences = state_divergences(session, replay(events))
+                divergences = state_divergences(session, state)
         problem = walked.problem or checked.problem
         return VerifyReport(
             ok=problem is None and not divergences,
