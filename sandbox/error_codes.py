@@ -40,6 +40,7 @@ CODES: Final[dict[str, str]] = {
     "auth.scrape_only": "api.md",
     "auth.unauthenticated": "api.md",
     "auth.unknown_actor": "control-plane.md",
+    "auth.user_disabled": "api.md",
     "budget.dataset_cap_exhausted": "control-plane.md",
     "budget.delta_exhausted": "control-plane.md",
     "budget.epsilon_exhausted": "control-plane.md",

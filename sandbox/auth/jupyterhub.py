@@ -153,6 +153,8 @@ class HubAuthenticator:
                 f"`sandbox user add {name} --role analyst --org <organisation>`",
                 code="auth.not_registered",
             ) from None
+        if name in self.control.disabled_users():
+            raise Unauthenticated(f"user {name!r} is disabled: ask the operator", code="auth.user_disabled")
         groups = set(model.get("groups") or [])
         confirmed = frozenset(
             role for role in registered.roles if hub_group(role, registered.organisation) in groups

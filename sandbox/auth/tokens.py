@@ -146,7 +146,7 @@ def principal_for(connection: Session | Connection, token: str, *, now: datetime
     if row.name is None:
         raise NotFound("the token's user no longer exists", code="user.not_found")
     if row.disabled_at is not None:
-        raise Unauthenticated(f"user {row.name!r} is disabled: ask the operator")
+        raise Unauthenticated(f"user {row.name!r} is disabled: ask the operator", code="auth.user_disabled")
     return users.principal_of(User(name=row.name, roles=row.roles, organisation=row.organisation))
 
 

@@ -18,6 +18,8 @@ import pytest
 from gateway_support import World, assert_error
 from live_gateway import running_gateway
 
+from sandbox.control import ControlPlane
+from sandbox.principals import Role
 from sandbox.settings import Settings
 
 GATEWAY_SCOPE = "access:services!service=sandbox-gateway"
@@ -93,6 +95,7 @@ def hub() -> Iterator[FakeHub]:
             "hub-olivia": hub_model("olivia", ["owners"]),
             "hub-oscar": hub_model("oscar", ["operators"]),
             "hub-mallory": hub_model("mallory", ["analysts-acme"]),
+            "hub-dora": hub_model("dora", ["analysts-acme"]),
             "hub-service": hub_model("sandbox-gateway", [], kind="service"),
         },
         broken={"hub-broken"},
@@ -169,6 +172,13 @@ def test_hub_refusals(hub_gateway: str, token: str, status: int, code: str) -> N
     response = get(hub_gateway, "/api/v1/me", token)
     assert_error(response, status, code)
     assert token not in response.text
+
+
+def test_a_disabled_user_is_refused_through_the_hub(hub_gateway: str, world: World) -> None:
+    with ControlPlane(world.settings) as control:
+        control.add_user("dora", [Role.ANALYST], "acme", actor="test-admin")
+        control.disable_user("dora", actor="test-admin")
+    assert_error(get(hub_gateway, "/api/v1/me", "hub-dora"), 401, "auth.user_disabled")
 
 
 def test_operator_from_hub_reads_metrics(hub_gateway: str) -> None:
