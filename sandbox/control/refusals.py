@@ -17,6 +17,7 @@ from sandbox.audit.models import EventType
 
 WINDOW = timedelta(minutes=1)
 DEFAULT_LIMIT = 20
+MAX_KEYS = 10_000
 
 
 class RefusalLimiter:
@@ -34,13 +35,15 @@ class RefusalLimiter:
         key = (type.value, who)
         with self._lock:
             self.counts[type.value] += 1
+            if len(self._windows) > MAX_KEYS:  # bounded memory under a flood of distinct callers
+                self._windows = {k: v for k, v in self._windows.items() if now - v[0] < WINDOW}
+                if len(self._suppressed) > MAX_KEYS:
+                    self._suppressed.clear()  # the totals stay in ``counts``
             if not self._within(key, self.limit, now) or not self._within(
                 (type.value, ""), 10 * self.limit, now
             ):
                 self._suppressed[key] += 1
                 return None
-            if len(self._windows) > 10_000:  # bounded memory under a flood of distinct keys
-                self._windows = {k: v for k, v in self._windows.items() if now - v[0] < WINDOW}
             return self._suppressed.pop(key, 0)
 
     def _within(self, key: tuple[str, str], limit: int, now: datetime) -> bool:
