@@ -85,15 +85,20 @@ def test_disabled_users_and_changed_roles_are_audited(cp: ControlPlane) -> None:
     ]
 
 
-def test_refusals_are_recorded_and_rate_limited(cp: ControlPlane) -> None:
+def test_refusals_are_recorded_and_rate_limited(cp: ControlPlane, clock: Clock) -> None:
     cp.refusals.limit = 3
-    recorded = [
-        cp.record_refusal(EventType.AUTH_FAILED, "203.0.113.9", "GET /api/v1/budget", "auth.unauthenticated")
-        for _ in range(10)
-    ]
-    assert recorded == [True] * 3 + [False] * 7
-    assert cp.refusals.counts["auth.failed"] == 10
-    assert len(cp.audit_events(OPERATOR, type="auth.failed")) == 3
+
+    def refuse(who: str = "203.0.113.9") -> bool:
+        return cp.record_refusal(EventType.AUTH_FAILED, who, "GET /api/v1/budget", "auth.unauthenticated")
+
+    assert [refuse() for _ in range(10)] == [True] * 3 + [False] * 7
+    assert refuse("198.51.100.7")  # another caller is not held back by the first one's flood
+    assert cp.refusals.counts["auth.failed"] == 11
+    clock.advance(seconds=61)
+    assert refuse()
+    events = cp.audit_events(OPERATOR, type="auth.failed")
+    assert [e.payload["suppressed"] for e in events] == [0, 0, 0, 0, 7]
+    assert events[-1].actor == "203.0.113.9" and events[-1].payload["action"] == "GET /api/v1/budget"
 
 
 def test_sweeps_from_several_processes_settle_each_reservation_once(
