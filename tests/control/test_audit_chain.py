@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import stat
 import threading
 from collections.abc import Iterator
@@ -224,6 +225,23 @@ def test_rewrite_that_drops_checkpoint_events_is_caught_by_the_log(
     rewrite_from(engine, 3)
     execute(engine, "UPDATE audit_head SET seq = seq - 1 WHERE id = 1")
     report = busy.verify_audit()
+    assert report.first_error is not None and report.first_error.seq == signed.seq
+
+
+def test_a_rewrite_of_chain_and_local_log_is_caught_by_the_off_host_copy(
+    busy: ControlPlane, engine: Engine, tmp_path: Path
+) -> None:
+    busy.generate_checkpoint_key()
+    signed = busy.checkpoint()
+    off_host = tmp_path / "off-host.jsonl"
+    shutil.copyfile(busy.checkpoint_log, off_host)
+    execute(engine, "DELETE FROM audit_events WHERE seq = :s", s=signed.event_seq)
+    execute(engine, "UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
+    rewrite_from(engine, 3)
+    execute(engine, "UPDATE audit_head SET seq = seq - 1 WHERE id = 1")
+    busy.checkpoint_log.unlink()  # the intruder also removed the local checkpoint log
+    assert busy.verify_audit().ok  # nothing left on this host contradicts the rewrite...
+    report = busy.verify_audit(checkpoint_files=[off_host])  # ...but the off-host copy does
     assert report.first_error is not None and report.first_error.seq == signed.seq
 
 
