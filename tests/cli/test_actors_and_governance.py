@@ -43,7 +43,7 @@ def world(home: Path, sandbox: Run, tmp_path_factory: pytest.TempPathFactory) ->
     return request(home, "residents")
 
 
-def request(home: Path, dataset: str) -> str:
+def request(home: Path, dataset: str, columns: tuple[str, ...] = ("age",)) -> str:
     settings = load_settings(home)
     record = Catalog(settings.home_dir).get(dataset)
     with ControlPlane(settings) as control:
@@ -51,7 +51,7 @@ def request(home: Path, dataset: str) -> str:
             control.get_principal("alice"),
             record,
             purpose="study",
-            columns=["age"],
+            columns=list(columns),
             epsilon=2.0,
             delta=0.0,
             valid_until=datetime(2032, 1, 1, tzinfo=UTC),
@@ -151,3 +151,13 @@ def test_caps_amend_budget_sweep_and_verification(
         f"DIVERGES policies {policy['id']} epsilon_granted: chain 2500000000, stored 9000000000"
         in tampered.stderr
     )
+
+
+def test_an_analyst_withdraws_a_pending_request(world: str, home: Path, sandbox: Run) -> None:
+    pending = request(home, "residents", ("sex",))
+    unnamed = sandbox("request", "withdraw", pending)
+    assert unnamed.exit_code == 1 and "cli.as_required" in unnamed.stderr
+    assert sandbox("request", "withdraw", pending, actor="carla").exit_code == 1  # an owner, not an analyst
+    assert sandbox("request", "withdraw", pending, actor="alice").exit_code == 0
+    [withdrawn] = [r for r in json_out(sandbox("request", "list", "--json")) if r["id"] == pending]
+    assert withdrawn["status"] == "withdrawn"
