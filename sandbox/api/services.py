@@ -56,6 +56,12 @@ class Services:
     def visible_dataset(self, principal: Principal, name: str) -> DatasetRecord:
         """A dataset the principal may see; ``NotFound`` for unknown and hidden ones alike."""
         record = self.catalog.get(name)
-        if not record.visible_to(principal):
+        if not can_see(principal, record):
             raise NotFound(f"dataset {name!r} is not registered", code="catalog.dataset_not_found")
         return record
+
+
+def can_see(principal: Principal, record: DatasetRecord) -> bool:
+    """Whether the principal may see the dataset (``DatasetRecord.visible_to``: core datasets are
+    visible to operators and their owners only)."""
+    return record.visible_to(principal)

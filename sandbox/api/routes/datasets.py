@@ -9,6 +9,7 @@ from fastapi import APIRouter, status
 
 from sandbox.api.deps import OwnerOrOperatorDep, PrincipalDep, ServicesDep
 from sandbox.api.schemas import DatasetOut, DatasetRegistration, error_responses
+from sandbox.api.services import can_see
 from sandbox.catalog.sources import SourceError, resolve
 from sandbox.catalog.validate import load_metadata
 from sandbox.errors import Forbidden, InvalidRequest, MetadataInvalid, NotFound
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 @router.get("", response_model=list[DatasetOut], responses=error_responses(401, 429))
 def list_datasets(principal: PrincipalDep, services: ServicesDep) -> list[DatasetOut]:
     """Every dataset visible to the caller (core datasets: their owner and operators only)."""
-    return [DatasetOut.of(r, principal) for r in services.catalog.list() if r.visible_to(principal)]
+    return [DatasetOut.of(r, principal) for r in services.catalog.list() if can_see(principal, r)]
 
 
 @router.get("/{name}", response_model=DatasetOut, responses=error_responses(401, 404, 429))
