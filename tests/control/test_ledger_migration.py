@@ -93,3 +93,33 @@ def test_counters_move_to_ledgers_and_lifetime_accounts(fresh_url: str) -> None:
         None,
     )
     assert tuple(dataset) == ("residents", "carry")
+
+
+def test_the_downgrade_puts_the_counters_back_on_the_datasets(fresh_url: str) -> None:
+    from alembic import command
+
+    from sandbox.store.migrate import _config  # the same configuration `upgrade` uses
+
+    migrate.upgrade(fresh_url)
+    engine = make_engine(fresh_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO ledgers (id, epsilon_cap, epsilon_spent, epsilon_reserved, delta_spent, "
+                "delta_reserved) VALUES ('residents', 5, 7, 1, 0, 0)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO datasets (name, owner, classification, version, ledger_id) "
+                "VALUES ('residents', 'city', 'general', 'v1', 'residents')"
+            )
+        )
+        command.downgrade(_config(connection), "0001")
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT epsilon_cap, epsilon_spent, epsilon_reserved FROM datasets")
+        ).one()
+    engine.dispose()
+    assert tuple(row) == (5, 7, 1)
+    assert migrate.current(fresh_url) == "0001"
