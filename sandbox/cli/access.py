@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from sandbox.cli.context import state
-from sandbox.cli.output import out, print_json, print_table
+from sandbox.cli.output import err, out, print_json, print_table
 from sandbox.policies.models import RequestStatus
 from sandbox.query.summary import AggregateKind
 
@@ -106,8 +106,14 @@ def approve(
             min_group_size=min_group_size,
             aggregates=aggregate or None,
         )
+        budget = next(b for b in control.budget(cli.reader()) if b.policy_id == policy.id)
     until = f"{policy.valid_until:%Y-%m-%d}"
     out.print(f"approved {request_id}: policy {policy.id}, epsilon {policy.epsilon:g} until {until}")
+    cap = "no cap" if budget.lifetime_epsilon_cap is None else f"cap {budget.lifetime_epsilon_cap:g}"
+    err.print(
+        f"{policy.organisation} has spent epsilon {budget.lifetime_epsilon_used:g} on this dataset over "
+        f"its earlier policies ({cap}); `sandbox budget cap` bounds its lifetime loss"
+    )
 
 
 @request_app.command("reject")

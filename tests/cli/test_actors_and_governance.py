@@ -88,6 +88,7 @@ def test_the_right_owner_decides_and_both_identities_are_recorded(
 ) -> None:
     approved = sandbox("request", "approve", world, "--max-epsilon-per-query", "0.5", actor="carla")
     assert approved.exit_code == 0, approved.output
+    assert "acme has spent epsilon 0 on this dataset over its earlier policies (no cap)" in approved.stderr
     [event] = json_out(sandbox("audit", "list", "--type", "access.approved", "--json"))
     assert (event["actor"], event["via"]) == ("carla", f"os:{os_user}")
     assert sandbox("user", "disable", "carla", actor="oper").exit_code == 0
