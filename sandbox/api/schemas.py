@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sandbox import ranges
 from sandbox.budget import NewVersionBudget
@@ -384,6 +384,12 @@ class CapSetting(BaseModel):
     organisation: str | None = Field(None, min_length=1, max_length=128)
     epsilon: float | None = Field(None, strict=True, ge=0, le=ranges.MAX_EPSILON, allow_inf_nan=False)
     delta: Delta | None = None
+
+    @model_validator(mode="after")
+    def _organisation_named_for_its_scope(self) -> CapSetting:
+        if (self.scope == "organisation") != (self.organisation is not None):
+            raise ValueError("name the organisation for scope `organisation`, and only then")
+        return self
 
 
 class PolicyOut(BaseModel):

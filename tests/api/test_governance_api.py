@@ -54,6 +54,11 @@ def test_operators_see_every_budget_and_owners_amend_and_cap(own: World) -> None
         amended = owner.post(f"/api/v1/policies/{policy_id}/amend", json={"epsilon": 150.0, "reason": "more"})
         assert amended.status_code == 200 and amended.json()["epsilon"] == 150.0
         assert_error(owner.post(f"/api/v1/policies/{policy_id}/amend", json={"columns": ["ssn"]}), 422)
+        for unnamed in (
+            {"scope": "organisation", "epsilon": 1.0},
+            {"scope": "dataset", "organisation": "acme"},
+        ):
+            assert_error(owner.put("/api/v1/datasets/pums/caps", json=unnamed), 422, "request.invalid")
     with own.client("otto") as other_owner:
         assert_error(other_owner.post(f"/api/v1/policies/{policy_id}/amend", json={"epsilon": 200.0}), 404)
     assert query(own, 0.2, "SELECT COUNT(*) AS n FROM people")["status"] == 200
