@@ -252,6 +252,11 @@ class Registrations(Core):
         tightened (``cap.shared_ledger``): no owner loosens what protects the other's data too.
         """
         checks.ensure_owner(actor, dataset)
+        if organisation is not None and per_organisation:
+            raise InvalidRequest(
+                "a cap is either one organisation's or every organisation's default, not both",
+                code="cap.invalid",
+            )
         epsilon_cap, delta_cap = _cap(epsilon, delta=False), _cap(delta, delta=True)
         with self._store.write_transaction() as session:
             ledger = ledger_row(session, dataset_row(session, dataset).ledger_id)

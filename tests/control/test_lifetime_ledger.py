@@ -97,6 +97,8 @@ def test_default_per_organisation_cap_and_dataset_wide_cap(cp: ControlPlane, gra
     assert raised.value.rule == "budget.dataset_cap_exhausted"
     with pytest.raises(Forbidden):
         cp.set_dataset_cap(OTHER_OWNER, DATASET, 9.0, None, organisation="acme")
+    with pytest.raises(InvalidRequest):
+        cp.set_dataset_cap(OWNER, DATASET, 1.0, None, organisation="acme", per_organisation=True)
     [event] = cp.audit_events(OPERATOR, type="budget.cap_set")[:1]
     assert event.payload["scope"] == "per_organisation" and event.payload["epsilon"] == "0.5"
 
