@@ -30,6 +30,7 @@ NON_SCALAR_TYPE_IDS = frozenset({"list", "array", "struct", "map", "union", "blo
 # 1 ns apart would be distinct groups that become one Python value.
 TIMESTAMP_VARIANT_IDS = frozenset({"timestamp_ns", "timestamp_ms", "timestamp_s", "timestamp with time zone"})
 STORED_TIMESTAMP = "TIMESTAMP"
+TEMPORAL_TYPE_IDS = frozenset({"date", "timestamp"})
 # Types an owner may declare with ``type:`` (and the only ones a CSV column may load as).
 DECLARABLE_TYPE_IDS = (
     INTEGER_TYPE_IDS - {"hugeint", "uhugeint"}
@@ -73,6 +74,20 @@ def is_numeric(dtype: DuckDBPyType) -> bool:
 def stored_type_sql(dtype: DuckDBPyType) -> str | None:
     """The SQL type a source column is cast to at ingest, or None when it is stored as it is."""
     return STORED_TIMESTAMP if dtype.id in TIMESTAMP_VARIANT_IDS else None
+
+
+def stored_value_sql(dtype: DuckDBPyType, value: str) -> str:
+    """The SQL storing a source value: timestamps as TIMESTAMP; infinite dates and timestamps as NULL.
+
+    ``infinity`` has no value in Python (or most clients): DuckDB hands it over as 9999-12-31, so a
+    released group of ``infinity`` would look like the group of 9999-12-31.
+    """
+    cast = stored_type_sql(dtype)
+    if cast is not None:
+        value = f"CAST({value} AS {cast})"
+    if cast is not None or dtype.id in TEMPORAL_TYPE_IDS:
+        return f"CASE WHEN isfinite({value}) THEN {value} END"
+    return value
 
 
 def is_scalar(dtype: DuckDBPyType) -> bool:

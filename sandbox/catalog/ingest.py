@@ -77,13 +77,16 @@ class TablePlan:
         return self.spec.name
 
     def raw_select(self) -> str:
-        """Source columns renamed to their declared names, timestamps normalised to TIMESTAMP."""
+        """Source columns renamed to their declared names, stored as ``column_types.stored_value_sql``."""
         columns = []
         for spec, source in self.raw:
-            value = quote(source)
             found = self.source.column(source)
-            cast = column_types.stored_type_sql(found.duckdb_type) if found is not None else None
-            columns.append(f"{value if cast is None else f'CAST({value} AS {cast})'} AS {quote(spec.name)}")
+            value = (
+                quote(source)
+                if found is None
+                else column_types.stored_value_sql(found.duckdb_type, quote(source))
+            )
+            columns.append(f"{value} AS {quote(spec.name)}")
         return ", ".join(columns)
 
     def stored_select(self) -> str:
