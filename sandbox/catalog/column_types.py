@@ -30,7 +30,10 @@ NON_SCALAR_TYPE_IDS = frozenset({"list", "array", "struct", "map", "union", "blo
 # 1 ns apart would be distinct groups that become one Python value.
 TIMESTAMP_VARIANT_IDS = frozenset({"timestamp_ns", "timestamp_ms", "timestamp_s", "timestamp with time zone"})
 STORED_TIMESTAMP = "TIMESTAMP"
-TEMPORAL_TYPE_IDS = frozenset({"date", "timestamp"})
+TEMPORAL_RANGE = {
+    "DATE": ("0001-01-01", "9999-12-31"),
+    "TIMESTAMP": ("0001-01-01 00:00:00", "9999-12-31 23:59:59.999999"),
+}
 # Types an owner may declare with ``type:`` (and the only ones a CSV column may load as).
 DECLARABLE_TYPE_IDS = (
     INTEGER_TYPE_IDS - {"hugeint", "uhugeint"}
@@ -77,17 +80,24 @@ def stored_type_sql(dtype: DuckDBPyType) -> str | None:
 
 
 def stored_value_sql(dtype: DuckDBPyType, value: str) -> str:
-    """The SQL storing a source value: timestamps as TIMESTAMP; infinite dates and timestamps as NULL.
+    """The SQL storing a source value: timestamps as TIMESTAMP; dates and timestamps outside years
+    1-9999 (``infinity`` included) as NULL.
 
-    ``infinity`` has no value in Python (or most clients): DuckDB hands it over as 9999-12-31, so a
-    released group of ``infinity`` would look like the group of 9999-12-31.
+    Such values have no Python (or JSON client) value: DuckDB hands ``infinity`` over as 9999-12-31,
+    so a released group of it would look like another, and later years come back as text. A far
+    date also reaches DuckDB's optimizer through the column's statistics, where ``date_trunc``
+    raises for an out-of-range minimum: whether a query runs would depend on one row.
     """
     cast = stored_type_sql(dtype)
     if cast is not None:
         value = f"CAST({value} AS {cast})"
-    if cast is not None or dtype.id in TEMPORAL_TYPE_IDS:
-        return f"CASE WHEN isfinite({value}) THEN {value} END"
-    return value
+    kind = (
+        "TIMESTAMP" if cast is not None or dtype.id == "timestamp" else "DATE" if dtype.id == "date" else None
+    )
+    if kind is None:
+        return value
+    low, high = TEMPORAL_RANGE[kind]
+    return f"CASE WHEN {value} BETWEEN {kind} '{low}' AND {kind} '{high}' THEN {value} END"
 
 
 def is_scalar(dtype: DuckDBPyType) -> bool:

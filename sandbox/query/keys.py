@@ -18,8 +18,9 @@ from sandbox.query.whitelist import Kind
 
 @lru_cache(maxsize=256)
 def identities(duckdb_type: str, keys: tuple[Any, ...]) -> tuple[str | None, ...]:
-    """DuckDB's text of each key cast to the column's type (None for a NULL key); numeric keys as
-    ``key + 0``, as the generated statement releases them (-0.0 is 0.0)."""
+    """DuckDB's text of each key cast to the key's type (None for a NULL key); numeric keys as
+    ``key + 0``, as the generated statement releases floating keys (-0.0 is 0.0; the same value
+    and text for other numeric types)."""
     value = "TRY_CAST($1 AS {type})" + (" + 0" if kind_of_duckdb_type(duckdb_type) is Kind.NUMERIC else "")
     sql = f"SELECT CAST({value.format(type=duckdb_type)} AS VARCHAR)"
     texts: list[str | None] = []

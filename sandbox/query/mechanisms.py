@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from opendp import accuracy, combinators, domains, measurements, measures, metrics
-from opendp.mod import Measurement, enable_features
+from opendp.mod import Measurement, OpenDPException, enable_features
 
 from sandbox.errors import InvalidRequest
 
@@ -188,13 +188,22 @@ def epsilon_of_rho(rho: float, delta: float) -> float:
 
 @lru_cache(maxsize=1024)
 def rho_for(epsilon: float, delta: float) -> float:
-    """The largest zCDP rho whose (epsilon, delta) conversion stays within ``epsilon``."""
+    """The largest zCDP rho whose (epsilon, delta) conversion stays within ``epsilon``.
+
+    OpenDP's conversion overflows for very large epsilon (about 1e5 and up): that is refused as a
+    request error, the same for any data, rather than failing as an internal error.
+    """
     low, high = 0.0, epsilon
-    while epsilon_of_rho(high, delta) <= epsilon:
-        low, high = high, high * 2
-    for _ in range(60):
-        middle = (low + high) / 2
-        low, high = (middle, high) if epsilon_of_rho(middle, delta) <= epsilon else (low, middle)
+    try:
+        while epsilon_of_rho(high, delta) <= epsilon:
+            low, high = high, high * 2
+        for _ in range(60):
+            middle = (low + high) / 2
+            low, high = (middle, high) if epsilon_of_rho(middle, delta) <= epsilon else (low, middle)
+    except OpenDPException:
+        raise InvalidRequest(
+            f"epsilon {epsilon:g} is too large for the Gaussian mechanism; ask for less.", code="request.epsilon"
+        ) from None
     return low
 
 

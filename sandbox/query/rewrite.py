@@ -107,20 +107,31 @@ def _constant(node: exp.Expr) -> bool:
 
 
 def group_columns(plan: QueryPlan) -> list[exp.Expr]:
-    """``_g<i>``: each group key; ``_t<i>``: its identity, DuckDB's text of the key.
-
-    DuckDB puts 0.0 and -0.0 in one group but keeps the sign of whichever row it met first, so a
-    numeric key is released as ``key + 0`` (same type and value, -0.0 becomes 0.0).
-    """
-    keys = [_released_key(g) for g in plan.query.group_keys]
+    """``_g<i>``: each group key; ``_t<i>``: its identity, DuckDB's text of the key."""
+    keys = [grouping_key(g) for g in plan.query.group_keys]
     values = [exp.alias_(k, f"_g{i}", quoted=True) for i, k in enumerate(keys)]
     texts = [exp.alias_(exp.cast(k.copy(), "VARCHAR"), f"_t{i}", quoted=True) for i, k in enumerate(keys)]
     return values + texts
 
 
-def _released_key(group: GroupKey) -> exp.Expr:
+FLOAT_TYPES = frozenset({"FLOAT", "DOUBLE", "REAL"})
+
+
+def grouping_key(group: GroupKey) -> exp.Expr:
+    """The expression groups are formed by (and released as).
+
+    A key that may be floating point (a FLOAT/DOUBLE column or bin, or a computed expression) is
+    ``CASE WHEN isfinite(k) THEN k + 0 END``: DuckDB puts 0.0 and -0.0 in one group but keeps the
+    sign of whichever row it met first (``+ 0`` makes it 0.0), and ±inf and NaN have no JSON value,
+    so they group with NULL. Integer, decimal, text and temporal keys are grouped as they are.
+    """
     key = guarded_key(group.sql)
-    return exp.Add(this=key, expression=exp.Literal.number(0)) if group.kind is Kind.NUMERIC else key
+    if group.kind is not Kind.NUMERIC or (
+        group.key_type is not None and group.key_type.upper() not in FLOAT_TYPES
+    ):
+        return key
+    finite = exp.Anonymous(this="isfinite", expressions=[key.copy()])
+    return exp.Case(ifs=[exp.If(this=finite, true=exp.Add(this=key, expression=exp.Literal.number(0)))])
 
 
 def _grouped(select: exp.Select, plan: QueryPlan, *extra: exp.Expr) -> exp.Select:
@@ -128,7 +139,7 @@ def _grouped(select: exp.Select, plan: QueryPlan, *extra: exp.Expr) -> exp.Selec
     query = plan.query
     if query.where is not None:
         select = select.where(guarded_where(query.where))
-    keys = [guarded_key(g.sql) for g in query.group_keys]
+    keys = [grouping_key(g) for g in query.group_keys]
     if keys or extra:
         select = select.group_by(*keys, *extra)
     return select

@@ -11,6 +11,7 @@ the whitelist is not total. When a batch fails, its expressions are re-run one b
 from __future__ import annotations
 
 import decimal
+import json
 import math
 from collections.abc import Iterator
 
@@ -18,9 +19,10 @@ import pyarrow as pa
 import pytest
 from query_support import DatasetMaker
 
-from sandbox.catalog import DatasetRecord
-from sandbox.errors import QueryRejected, SandboxError
+from sandbox.catalog import Catalog, DatasetRecord
+from sandbox.errors import InvalidRequest, QueryRejected, SandboxError
 from sandbox.query import Engine
+from sandbox.settings import Settings
 
 I64 = 2**63 - 1
 DECIMAL_MAX = "9" * 28 + ".9999999999"  # DECIMAL(38, 10)
@@ -371,7 +373,8 @@ def test_extremes_filter_exactly(engine: Engine, adversarial: DatasetRecord) -> 
     assert exact(engine, name, "SELECT COUNT(*) FROM t WHERE length(s) = 10000") == [[1]]
     assert exact(engine, name, "SELECT COUNT(*) FROM t WHERE s LIKE '\\%'") == [[0]]
     assert exact(engine, name, "SELECT COUNT(*) FROM t WHERE contains(s, '%_')") == [[1]]
-    assert exact(engine, name, "SELECT COUNT(*) FROM t WHERE d > DATE '9999-12-31'") == [[2]]
+    # dates outside years 1-9999 (infinity included) are stored as NULL (docs/catalog.md)
+    assert exact(engine, name, "SELECT COUNT(*) FROM t WHERE d > DATE '9999-12-31'") == [[0]]
     assert exact(engine, name, "SELECT COUNT(*) FROM t WHERE date_trunc('year', d) IS NULL") == [[5]]
     assert exact(engine, name, "SELECT COUNT(*) FROM t WHERE year(ts) = 2024") == [[1]]
     assert exact(engine, name, "SELECT COUNT(*) FROM t WHERE b IS NULL") == [[2]]
@@ -422,3 +425,36 @@ def test_clamped_aggregates_are_exact(engine: Engine, adversarial: DatasetRecord
     assert count_m == 7
     assert sum_m == -100 + 100 + 0 + 3 + 1 + 2 - 5
     assert sum_dm == pytest.approx(10 - 10 + 0 + 1e-10 + 1 - 1 + 5, abs=1e-5)
+
+
+def test_non_finite_float_keys_group_with_null_and_serialise(
+    make_dataset: DatasetMaker, catalog: Catalog
+) -> None:
+    """±inf and NaN group keys have no JSON value (the gateway would answer 500 after charging) and
+    -0.0 shares DuckDB's group with 0.0: floating keys are grouped as ``CASE WHEN isfinite(k) THEN k + 0
+    END``, so every released key serialises and no two released rows share a key."""
+    values = [0.0, -0.0, math.inf, -math.inf, math.nan, None, 2.5] * 30
+    table = pa.table({"uid": pa.array(range(len(values)), pa.int64()), "f": pa.array(values, pa.float64())})
+    columns = [{"name": "uid", "role": "privacy_unit"}, {"name": "f", "role": "dimension"}]
+    record = make_dataset("nonfinite_keys", table, columns)
+    engine = Engine(catalog, Settings(max_epsilon_per_query=1e6))
+    for sql in (
+        "SELECT f, COUNT(*) AS n FROM t GROUP BY f",
+        "SELECT f * 1 AS g, COUNT(*) AS n FROM t GROUP BY f * 1",
+    ):
+        result = engine.query(record.name, sql, 1e6, 1e-6)
+        json.dumps(result.to_dict(), allow_nan=False)
+        released = {row[0]: row[1] for row in result.rows}
+        assert len(released) == len(result.rows)
+        assert released == {0.0: 60, 2.5: 30, None: 120}, sql
+        assert all(math.copysign(1, k) == 1 for k in released if k is not None)
+
+
+def test_gaussian_at_huge_epsilon_is_a_request_error(make_dataset: DatasetMaker, catalog: Catalog) -> None:
+    """OpenDP's zCDP conversion overflows at epsilon 1e5: refused as request.epsilon, not a 500."""
+    table = pa.table({"uid": pa.array(range(5), pa.int64())})
+    record = make_dataset("gauss_huge", table, [{"name": "uid", "role": "privacy_unit"}])
+    engine = Engine(catalog, Settings(max_epsilon_per_query=1e6, mechanism="gaussian"))
+    with pytest.raises(InvalidRequest) as caught:
+        engine.query(record.name, "SELECT COUNT(*) AS n FROM t", 1e5, 1e-6)
+    assert caught.value.code == "request.epsilon"
