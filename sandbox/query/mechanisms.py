@@ -202,7 +202,8 @@ def rho_for(epsilon: float, delta: float) -> float:
             low, high = (middle, high) if epsilon_of_rho(middle, delta) <= epsilon else (low, middle)
     except OpenDPException:
         raise InvalidRequest(
-            f"epsilon {epsilon:g} is too large for the Gaussian mechanism; ask for less.", code="request.epsilon"
+            f"epsilon {epsilon:g} is too large for the Gaussian mechanism; ask for less.",
+            code="request.epsilon",
         ) from None
     return low
 
