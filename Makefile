@@ -25,8 +25,8 @@ browser:
 	  else echo "chromium not found and cannot be installed here: browser tests will be skipped"; fi; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check sandbox tests bench
-	$(BIN)/ruff format --check sandbox tests bench
+	$(BIN)/ruff check sandbox tests bench data
+	$(BIN)/ruff format --check sandbox tests bench data
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,7 +1,10 @@
 """Suite-wide fixtures.
 
-- ``shared_data``: the read-only folder of real public datasets (``$SANDBOX_SHARED_DATA`` or
-  ``<repo>/../shared/data``).
+- ``shared_data``: the public datasets the suite runs on: the extracts in the repository's ``data/``
+  folder (same layout as the full shared data folder; ``data/README.md``). Never a folder outside
+  the repository, so the suite runs from a clone alone.
+- ``full_shared_data``: the full shared datasets from ``$SANDBOX_SHARED_DATA``, for the few tests that
+  check the published reference values of the whole tables; skipped, saying so, when it is unset.
 - ``postgres_url``: the PostgreSQL URL from ``$SANDBOX_TEST_POSTGRES_URL``; tests using it are
   skipped when it is unset.
 """
@@ -14,14 +17,24 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+REPOSITORY_DATA = REPO / "data"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The shared data folder."""
-    path = Path(os.environ.get("SANDBOX_SHARED_DATA", REPO.parent / "shared" / "data"))
-    if not (path / "README.md").exists():
-        pytest.fail(f"shared data folder not found at {path}; set SANDBOX_SHARED_DATA")
+    """The repository's extracts of the public datasets."""
+    return REPOSITORY_DATA
+
+
+@pytest.fixture(scope="session")
+def full_shared_data() -> Path:
+    """The full shared data folder named by ``SANDBOX_SHARED_DATA``."""
+    value = os.environ.get("SANDBOX_SHARED_DATA")
+    if not value:
+        pytest.skip("needs the full public datasets: set SANDBOX_SHARED_DATA to the shared data folder")
+    path = Path(value)
+    if not (path / "SHA256SUMS").exists():
+        pytest.fail(f"SANDBOX_SHARED_DATA={value} holds no SHA256SUMS: not the shared data folder")
     return path
 
 

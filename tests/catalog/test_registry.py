@@ -48,7 +48,7 @@ def shared_catalog(
     shared_data: Path,
     shared_progress: dict[str, list[tuple[int, int]]],
 ) -> Catalog:
-    """Every shared dataset registered once from the real shared data."""
+    """Every shared dataset registered once from the repository's extracts of the real data."""
     catalog = Catalog(tmp_path_factory.mktemp("shared") / "home")
     for name in SHARED_NAMES:
         catalog.register(
@@ -140,36 +140,49 @@ def test_shared_clamped_columns_within_bounds(shared_catalog: Catalog) -> None:
 
 
 def test_shared_rows_per_unit_bounded(shared_catalog: Catalog, shared_data: Path) -> None:
-    expected_rows = {
-        ("pums", "people"): 1000,
-        ("pums_dup", "people"): 1948,
-        ("pums_null", "people"): 1948 - 88,
-        ("fulton_pums", "people"): 25_766,
-        ("adult", "people"): 48_842,
-        ("diabetes_130", "encounters"): 99_231,
-        ("beijing_air", "air_quality"): 420_768,
-        ("nycflights13", "flights"): sum(min(n, 100) for n in _flights_per_tailnum(shared_data)),
-    }
-    for (name, table), rows in expected_rows.items():
-        record = shared_catalog.get(name)
-        spec = record.metadata.table(table)
-        assert spec is not None
-        with connect(shared_catalog, name) as con:
-            assert scalar(con, f"SELECT count(*) FROM {table}") == rows, name
-            if spec.privacy_unit is not None:
-                unit = spec.privacy_unit
-                worst = scalar(con, f"SELECT max(n) FROM (SELECT count(*) AS n FROM {table} GROUP BY {unit})")
-                assert worst <= (spec.max_rows_per_unit or 0)
-                assert scalar(con, f"SELECT count(*) FROM {table} WHERE {unit} IS NULL") == 0
+    """Each stored table holds min(rows, k) rows of every unit (no row without a unit)."""
+    checked = 0
+    for record in shared_catalog.list():
+        for spec, stored in zip(record.metadata.tables, record.tables, strict=True):
+            expected = _bounded_rows(shared_data / spec.source, spec.privacy_unit, spec.max_rows_per_unit)
+            with connect(shared_catalog, record.name) as con:
+                assert scalar(con, f"SELECT count(*) FROM {stored.physical}") == expected, record.name
+                if spec.privacy_unit is not None:
+                    unit = spec.privacy_unit
+                    worst = scalar(
+                        con,
+                        f"SELECT max(n) FROM (SELECT count(*) AS n FROM {stored.physical} GROUP BY {unit})",
+                    )
+                    assert worst <= (spec.max_rows_per_unit or 0)
+                    assert scalar(con, f"SELECT count(*) FROM {stored.physical} WHERE {unit} IS NULL") == 0
+            checked += 1
+    assert checked == len(SHARED_NAMES)
     with connect(shared_catalog, "diabetes_130") as con:
-        assert scalar(con, "SELECT count(DISTINCT patient_nbr) FROM encounters") == 71_518
+        patients = scalar(con, "SELECT count(DISTINCT patient_nbr) FROM encounters")
+        assert patients == _distinct(shared_data / "diabetes_130" / "encounters.parquet", "patient_nbr")
         assert scalar(con, "SELECT max(n) FROM (SELECT count(*) n FROM encounters GROUP BY patient_nbr)") == 5
+    with connect(shared_catalog, "pums_null") as con:
+        assert scalar(con, "SELECT count(*) FROM people") == 1948 - 88  # README: 88 NULL pids dropped
 
 
-def _flights_per_tailnum(shared_data: Path) -> list[int]:
-    path = shared_data / "nycflights13" / "flights.parquet"
-    query = f"SELECT count(*) FROM read_parquet('{path}') WHERE tailnum IS NOT NULL GROUP BY tailnum"
-    return [row[0] for row in duckdb.execute(query).fetchall()]
+def _bounded_rows(source: Path, unit: str | None, k: int | None) -> int:
+    """Rows a table keeps at ingest: all of them without a unit, else min(rows, k) per non-NULL unit."""
+    if unit is None:
+        query = f"SELECT count(*) FROM read_parquet('{source}')"
+    else:
+        query = (
+            f"SELECT coalesce(sum(least(n, {k})), 0) FROM (SELECT count(*) AS n "
+            f"FROM read_parquet('{source}') WHERE {unit} IS NOT NULL GROUP BY {unit})"
+        )
+    row = duckdb.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _distinct(source: Path, column: str) -> int:
+    row = duckdb.execute(f"SELECT count(DISTINCT {column}) FROM read_parquet('{source}')").fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def test_pums_reference_values(shared_catalog: Catalog) -> None:
@@ -345,12 +358,13 @@ def test_csv_source_with_progress(tmp_path: Path) -> None:
 
 
 def test_progress_reports_every_batch(
-    shared_catalog: Catalog, shared_progress: dict[str, list[tuple[int, int]]]
+    shared_catalog: Catalog, shared_progress: dict[str, list[tuple[int, int]]], shared_data: Path
 ) -> None:
+    rows = _bounded_rows(shared_data / "beijing_air" / "beijing_air_quality.parquet", None, None)
     calls = shared_progress["beijing_air"]
     assert len(calls) >= 2
-    assert calls[-1] == (420_768, 420_768)
-    assert all(total == 420_768 for _, total in calls)
+    assert calls[-1] == (rows, rows)
+    assert all(total == rows for _, total in calls)
     assert [done for done, _ in calls] == sorted({done for done, _ in calls})
     assert shared_progress["pums"] == [(1000, 1000)]
 
