@@ -16,7 +16,8 @@ ports (every knob is a ``SANDBOX_LOCAL_*`` variable, listed in ``docs/workspace.
 - ``SANDBOX_LOCAL_SPAWNER=system`` (hub run as root): every user's server runs as their own Unix
   user and the gateway as ``SANDBOX_LOCAL_GATEWAY_USER``, the only account that can read the
   gateway home (data, state database, keys). ``SANDBOX_LOCAL_PYTHON`` must then be an interpreter
-  those users can execute (not one under a private home directory).
+  those users can execute (not one under a private home directory), in an environment that also
+  holds JupyterLab's data files (``sandbox.demo.isolation.shared_interpreter`` builds one).
 """
 
 # ruff: noqa: F821 (``get_config`` is injected by JupyterHub)
@@ -41,6 +42,7 @@ PROXY_API_PORT = int(E("SANDBOX_LOCAL_PROXY_API_PORT", "8001"))
 GATEWAY_PORT = int(E("SANDBOX_LOCAL_GATEWAY_PORT", "8100"))
 SPAWNER = E("SANDBOX_LOCAL_SPAWNER", "simple")
 PYTHON = E("SANDBOX_LOCAL_PYTHON", sys.executable)
+RUNTIME_PREFIX = Path(PYTHON).parent.parent  # the servers' environment (a venv: <prefix>/bin/python)
 GATEWAY_USER = E("SANDBOX_LOCAL_GATEWAY_USER", "")
 PROVISIONER_TOKEN = E("SANDBOX_LOCAL_PROVISIONER_TOKEN", "")
 SERVICE = "sandbox-gateway"
@@ -120,10 +122,10 @@ c.Spawner.http_timeout = 90
 c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", GATEWAY_ACCESS]
 c.Spawner.environment = {
     "SANDBOX_GATEWAY_URL": f"http://{HOST}:{PUBLIC_PORT}/services/{SERVICE}/",
-    # JupyterLab and its extensions come from the hub's environment, also when servers run another
-    # interpreter (isolation mode): its data files and its server-extension switches
-    "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter"),
-    "JUPYTER_CONFIG_PATH": str(Path(sys.prefix) / "etc" / "jupyter"),
+    # JupyterLab and its extensions come from the servers' environment: its data files and its
+    # server-extension switches
+    "JUPYTER_PATH": str(RUNTIME_PREFIX / "share" / "jupyter"),
+    "JUPYTER_CONFIG_PATH": str(RUNTIME_PREFIX / "etc" / "jupyter"),
 }
 if SPAWNER == "system":
     c.JupyterHub.spawner_class = "localprocess"
@@ -142,8 +144,6 @@ gateway_environment = {
     "SANDBOX_HUB_SERVICE_NAME": SERVICE,
     "HOME": str(GATEWAY_HOME),
 }
-if E("SANDBOX_SHARED_DATA"):
-    gateway_environment["SANDBOX_SHARED_DATA"] = E("SANDBOX_SHARED_DATA", "")
 gateway = {
     "name": SERVICE,
     "url": f"http://{HOST}:{GATEWAY_PORT}",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from sandbox.catalog.models import ColumnRole, DatasetMetadata, DatasetRecord
+from sandbox.catalog.models import Classification, ColumnRole, DatasetMetadata, DatasetRecord
 from sandbox.catalog.registry import Catalog
 from sandbox.catalog.synthetic import generate
 from sandbox.control import ControlPlane
@@ -25,10 +25,11 @@ from sandbox.principals import Principal, Role
 from sandbox.settings import Settings
 
 SYNTHETIC = ("residents", "medical_visits", "bus_trips", "province")
-JOINED_DATASET = "province"  # acme may query it too (notebooks/05_joins_and_histograms)
 SEED = 42
 ANALYST_ORG = "acme"
-APPROVED_DATASET = "residents"  # acme may query it (the quickstart's dataset)
+# acme may query these (residents: the quickstart; province: notebooks/05_joins_and_histograms);
+# bus_trips stays unapproved: the quickstart's denial. dataset -> the owner login that approves
+APPROVED = {"residents": "civil", "medical_visits": "health", "province": "health"}
 PENDING_DATASET = "adult"  # acme asked, census-bureau has not decided yet (the owner walkthrough)
 STAGED_DATASET = "pums"  # left in the import folder for the owner walkthrough to register
 SETUP_ACTOR = "demo-setup"
@@ -64,8 +65,9 @@ class World:
 
     datasets: list[str]
     users: tuple[DemoUser, ...]
-    policy_id: str
+    policy_id: str  # acme's policy on residents
     pending_request_id: str
+    approved: tuple[str, ...]
 
 
 def build_world(
@@ -96,13 +98,13 @@ def build_world(
             if document.stem != STAGED_DATASET and (shared is None or document.stem in shared):
                 ensure_registered(catalog, control, operator, document, source_root=shared_data, log=log)
         stage_for_import(settings, shared_metadata / f"{STAGED_DATASET}.yaml", shared_data)
-        policy_id = ensure_policy(control, catalog.get(APPROVED_DATASET), users["alice"], users["civil"])
-        ensure_policy(
-            control, catalog.get(JOINED_DATASET), users["alice"], users["health"], min_group_size=10
-        )
+        policies = {
+            name: ensure_policy(control, catalog.get(name), users["alice"], users[owner])
+            for name, owner in APPROVED.items()
+        }
         pending_id = ensure_pending_request(control, catalog.get(PENDING_DATASET), users["bob"])
         names = [r.name for r in catalog.list()]
-    return World(names, DEMO_USERS, policy_id, pending_id)
+    return World(names, DEMO_USERS, policies["residents"], pending_id, tuple(APPROVED))
 
 
 def ensure_users(control: ControlPlane) -> dict[str, Principal]:
@@ -170,15 +172,8 @@ def _usable_columns(record: DatasetRecord) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def ensure_policy(
-    control: ControlPlane,
-    record: DatasetRecord,
-    analyst: Principal,
-    owner: Principal,
-    *,
-    min_group_size: int = 0,
-) -> str:
-    """acme's active policy on a dataset, requested by ``analyst`` and approved by ``owner``."""
+def ensure_policy(control: ControlPlane, record: DatasetRecord, analyst: Principal, owner: Principal) -> str:
+    """acme's active policy on ``record``, requested by ``analyst`` and approved by ``owner``."""
     for policy in control.list_policies(owner):
         mine = policy.dataset == record.name and policy.organisation == analyst.organisation
         if mine and policy.status == "active":
@@ -186,19 +181,21 @@ def ensure_policy(
     request = control.request_access(
         analyst,
         record,
-        purpose="Demo: population statistics by district for a market study.",
+        purpose=f"Demo: {record.name} statistics by district for a market study.",
         columns=_usable_columns(record),
         epsilon=10.0,
         delta=1e-5,
         valid_until=datetime.now(UTC) + timedelta(days=365),
     )
+    settings = control.settings
+    important = record.metadata.classification is Classification.IMPORTANT
     policy = control.approve(
         owner,
         request.id,
         record,
-        max_epsilon_per_query=1.0,
+        max_epsilon_per_query=min(1.0, settings.important_max_epsilon_per_query) if important else 1.0,
         max_delta_per_query=1e-6,
-        min_group_size=min_group_size,
+        min_group_size=settings.important_min_group_size if important else 0,
     )
     return policy.id
 

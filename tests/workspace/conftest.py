@@ -25,6 +25,7 @@ from sandbox.control import ControlPlane
 from sandbox.demo import isolation
 from sandbox.demo.hub import HubPorts, HubProcess
 from sandbox.demo.world import DEMO_USERS, DemoUser, build_world, write_directory
+from sandbox.errors import InvalidRequest
 from sandbox.principals import Role
 from sandbox.settings import Settings
 
@@ -83,15 +84,35 @@ def notebook_gateway(world_template: Path, tmp_path_factory: pytest.TempPathFact
     yield from _serve_copy(world_template, tmp_path_factory.mktemp("notebook-gateway") / "home")
 
 
+@pytest.fixture(scope="session")
+def server_python() -> Iterator[str | None]:
+    """The interpreter of the servers and the gateway in isolation mode (root): this environment,
+    or a copy of it in a folder every user can read (the checkout may sit in a private folder);
+    None when not root, or when no such runtime can be built here (the reason is printed once)."""
+    if not SYSTEM:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="sbx-hub-python-"))
+    folder.chmod(0o755)
+    try:
+        yield str(isolation.shared_interpreter(folder))
+    except InvalidRequest as impossible:
+        print(f"\nper-user isolation off in the hub tests: {impossible.message}")
+        yield None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
-def hub(world_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+def hub(
+    world_template: Path, server_python: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Hub]:
     """A real JupyterHub (one per test module) with the gateway as its service, on a copy of the world."""
     suffix = secrets.token_hex(3)
     analyst, outsider = f"ana{suffix}", f"out{suffix}"
-    gateway_user = f"sbxgw{suffix}" if SYSTEM else None
+    gateway_user = f"sbxgw{suffix}" if server_python is not None else None
     # the gateway home may not sit under pytest's root-only basetemp: its own user must reach it
     private = Path(tempfile.mkdtemp(prefix="sbx-hub-home-"))
-    python_dir = Path(tempfile.mkdtemp(prefix="sbx-hub-python-"))
     home = private / "home"
     shutil.copytree(world_template, home)
     with ControlPlane(Settings(home=home)) as control:
@@ -106,17 +127,16 @@ def hub(world_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "SANDBOX_LOCAL_HOMES": str(base / "users"),
         "SANDBOX_LOCAL_USER_PASSWORD": PASSWORD,
         "SANDBOX_LOCAL_PROVISIONER_TOKEN": secrets.token_hex(32),
-        "SANDBOX_LOCAL_SPAWNER": "system" if SYSTEM else "simple",
+        "SANDBOX_LOCAL_SPAWNER": "system" if gateway_user is not None else "simple",
         "SANDBOX_LOCAL_LOG_LEVEL": "WARN",
     }
-    if gateway_user is not None:
+    if gateway_user is not None and server_python is not None:
         isolation.ensure_unix_user(gateway_user, service=True)
         isolation.ensure_unix_user(analyst)
         isolation.ensure_unix_user(outsider)
         isolation.make_private(private, gateway_user)
-        python_dir.chmod(0o755)
         environment["SANDBOX_LOCAL_GATEWAY_USER"] = gateway_user
-        environment["SANDBOX_LOCAL_PYTHON"] = str(isolation.shared_interpreter(python_dir))
+        environment["SANDBOX_LOCAL_PYTHON"] = server_python
     process = HubProcess(HubPorts.free(), environment, base / "hub.log")
     admin = httpx.Client(
         base_url=f"{process.public_url}/hub/api",
@@ -135,4 +155,3 @@ def hub(world_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             isolation.remove_unix_user(outsider)
             isolation.remove_unix_user(gateway_user)
         shutil.rmtree(private, ignore_errors=True)
-        shutil.rmtree(python_dir, ignore_errors=True)
