@@ -20,14 +20,16 @@ import pytest
 from live_gateway import running_gateway
 from workspace_support import PASSWORD, SHARED_METADATA, SYSTEM, Gateway, Hub
 
+from sandbox.audit.checkpoints import PRIVATE_KEY_FILE, generate_key
 from sandbox.catalog.registry import Catalog
+from sandbox.cli.service import settings_template
 from sandbox.control import ControlPlane
 from sandbox.demo import isolation
 from sandbox.demo.hub import HubPorts, HubProcess
 from sandbox.demo.world import DEMO_USERS, DemoUser, build_world, write_directory
 from sandbox.errors import InvalidRequest
 from sandbox.principals import Role
-from sandbox.settings import Settings
+from sandbox.settings import SETTINGS_FILE, Settings
 
 RESIDENTS = 2_000
 SMALL_ORG_USER = "tina"
@@ -115,6 +117,11 @@ def hub(
     private = Path(tempfile.mkdtemp(prefix="sbx-hub-home-"))
     home = private / "home"
     shutil.copytree(world_template, home)
+    # what `sandbox init` and `sandbox audit keygen` add to a production home: the isolation test
+    # checks that no user can read them
+    (home / SETTINGS_FILE).write_text(settings_template(), encoding="utf-8")
+    if not (Settings(home=home).keys_dir / PRIVATE_KEY_FILE).exists():
+        generate_key(Settings(home=home).keys_dir)
     with ControlPlane(Settings(home=home)) as control:
         control.add_user(analyst, [Role.ANALYST], "acme", actor="test")
     base = tmp_path_factory.mktemp("hub")

@@ -14,11 +14,14 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from workspace_support import NOTEBOOKS, PASSWORD, Hub, last_json_line, run_in_user_kernel
 
+from sandbox.audit.checkpoints import PRIVATE_KEY_FILE
 from sandbox.client import Client
 from sandbox.client import errors as e
+from sandbox.settings import SETTINGS_FILE, Settings
 
 pytestmark = [pytest.mark.hub, pytest.mark.slow]
 
@@ -114,37 +117,144 @@ def test_a_user_outside_the_analyst_groups_is_refused(hub: Hub) -> None:
         Client(hub.process.gateway_url, "not-a-hub-token").me()
 
 
-def test_the_analysts_kernel_cannot_read_the_gateways_files(hub: Hub, analyst_server: str) -> None:
+def _process(hub: Hub, *words: str) -> psutil.Process:
+    """The hub's descendant whose command line holds every word."""
+    hub.process.track()
+    return next(p for p in hub.process.tracked.values() if all(w in " ".join(p.cmdline()) for w in words))
+
+
+def _environ(process: psutil.Process) -> dict[str, str]:
+    return dict(process.environ())
+
+
+def test_the_analysts_kernel_reaches_no_secret(hub: Hub, analyst_server: str) -> None:
+    """Every secret of the gateway and the hub is out of the analyst's reach: the data, the state
+    database, the checkpoint signing key, settings.env, the hub's cookie secret, database and proxy
+    token, the gateway's service token; neither as files, nor in any process's environment or
+    command line the analyst can read. The analyst's own query still works."""
     if hub.gateway_user is None:
         pytest.skip("isolation needs root and system mode: servers and the gateway as their own Unix users")
-    gateway = next(p for p in hub.process.tracked.values() if "sandbox.cli serve" in " ".join(p.cmdline()))
-    secrets_and_data = [
+    gateway = _process(hub, "sandbox.cli serve")
+    proxy = _process(hub, "configurable-http-proxy")
+    hub_process = psutil.Process(hub.process.process.pid) if hub.process.process else None
+    assert hub_process is not None
+    state = Path(hub.process.environment["SANDBOX_LOCAL_STATE"])
+    settings = Settings(home=hub.home)
+    files = [
         hub.home / "state.db",
         *sorted(hub.home.glob("datasets/**/*.duckdb")),
         hub.home / "sources" / "synthetic" / "residents.parquet",
         hub.home / "import" / "pums.yaml",
-        Path(f"/proc/{gateway.pid}/environ"),
+        hub.home / SETTINGS_FILE,
+        settings.keys_dir / PRIVATE_KEY_FILE,
+        state / "jupyterhub_cookie_secret",
+        state / "jupyterhub.sqlite",
+        *(Path(f"/proc/{p.pid}/environ") for p in (gateway, proxy, hub_process)),
     ]
-    assert len(secrets_and_data) >= 6
+    assert all(path.exists() for path in files), [str(p) for p in files if not p.exists()]
+    secrets_by_name = {
+        "cookie secret": (state / "jupyterhub_cookie_secret").read_text().strip(),
+        "proxy token": _environ(proxy)["CONFIGPROXY_AUTH_TOKEN"],
+        "gateway service token": _environ(gateway)["JUPYTERHUB_API_TOKEN"],
+        "provisioner token": hub.process.environment["SANDBOX_LOCAL_PROVISIONER_TOKEN"],
+        "signing key": (settings.keys_dir / PRIVATE_KEY_FILE).read_text().splitlines()[1],
+    }
+    assert all(len(value) >= 16 for value in secrets_by_name.values())
     code = f"""
-import json, os
+import glob, json, os
 from sandbox.client import Client
-found = {{}}
-for path in {[str(p) for p in secrets_and_data]!r}:
+files = {{}}
+for path in {[str(p) for p in files]!r}:
     try:
         open(path, "rb").read(1)
-        found[path] = "readable"
+        files[path] = "readable"
     except PermissionError:
-        found[path] = "denied"
+        files[path] = "denied"
+secrets = {secrets_by_name!r}
+seen = {{}}
+for path in glob.glob("/proc/[0-9]*/cmdline") + glob.glob("/proc/[0-9]*/environ"):
+    try:
+        text = open(path, "rb").read().decode(errors="replace")
+    except OSError:
+        continue
+    for name, value in secrets.items():
+        if value in text:
+            seen.setdefault(name, []).append(path)
+own = "\\n".join(f"{{k}}={{v}}" for k, v in os.environ.items())
+in_own_environment = [name for name, value in secrets.items() if value in own]
 answer = Client().query("SELECT COUNT(*) AS n FROM residents", dataset="residents", epsilon=0.1)
-print(json.dumps({{"uid": os.getuid(), "found": found, "answer": int(answer["n"][0])}}))
+print(json.dumps({{"uid": os.getuid(), "files": files, "seen": seen, "own": in_own_environment,
+                  "answer": int(answer["n"][0])}}))
 """
     out = run_in_user_kernel(hub.process.public_url, hub.analyst, analyst_server, code)
     assert out["error"] is None, out
     result = last_json_line(out["stdout"])
     assert result["uid"] == pwd.getpwnam(hub.analyst).pw_uid
-    assert set(result["found"].values()) == {"denied"}, result["found"]
+    assert set(result["files"].values()) == {"denied"}, result["files"]
+    assert result["seen"] == {}, result["seen"]
+    assert result["own"] == []
     assert abs(result["answer"] - 2_000) < 100
+
+
+PROBES = [
+    "/",
+    "/hub/api/users",
+    "/api/routes",
+    "/api/v1/datasets",
+    "/api/v1/audit",
+    "/metrics",
+    "/api/contents",
+]
+
+
+def test_from_the_analysts_server_only_the_public_port_answers_without_a_token(
+    hub: Hub, analyst_server: str
+) -> None:
+    """From inside the analyst's server, every TCP port of the hub's processes (hub API, proxy API,
+    single-user servers, kernels) answers nothing without a token, and the gateway's own port no
+    data or state; only the hub's public port (its login page) answers."""
+    if hub.gateway_user is None:
+        pytest.skip("isolation needs root and system mode: servers and the gateway as their own Unix users")
+    code = f"""
+import http.client, json
+ports = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for line in open(table).read().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A":  # LISTEN
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+answers = {{}}
+for port in sorted(ports):
+    for path in {PROBES!r}:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+            connection.request("GET", path)
+            status = connection.getresponse().status
+        except Exception as error:
+            status = type(error).__name__
+        answers.setdefault(str(port), {{}})[path] = status
+print(json.dumps(answers))
+"""
+    out = run_in_user_kernel(hub.process.public_url, hub.analyst, analyst_server, code)
+    assert out["error"] is None, out
+    answers: dict[str, dict[str, int | str]] = last_json_line(out["stdout"])
+    hub.process.track()
+    ours = {
+        connection.laddr.port
+        for process in [*hub.process.tracked.values(), psutil.Process(hub.process.process.pid)]
+        if process.is_running()
+        for connection in process.net_connections(kind="tcp")
+        if connection.status == psutil.CONN_LISTEN
+    }
+    public, gateway = hub.process.ports.public, hub.process.ports.gateway
+    assert {public, gateway, hub.process.ports.hub, hub.process.ports.proxy_api} <= ours
+    assert ours <= {int(port) for port in answers}
+    for port in ours - {public, gateway}:
+        granted = {path: s for path, s in answers[str(port)].items() if isinstance(s, int) and s < 300}
+        assert granted == {}, (port, answers[str(port)])
+    for path in ("/api/v1/datasets", "/api/v1/audit", "/metrics"):  # the gateway: nothing but public pages
+        assert answers[str(gateway)][path] == 401, answers[str(gateway)]
+    assert answers[str(public)]["/"] == 302  # the hub's login
 
 
 def test_a_revoked_policy_stops_the_next_query(hub: Hub, analyst_server: str) -> None:
