@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -103,15 +104,20 @@ class Settings(BaseSettings):
 
 
 SETTINGS_FILE = "settings.env"
+SECRETS_DIR_VARIABLE = "SANDBOX_SECRETS_DIR"
 
 
 def load_settings(home: Path | str | None = None) -> Settings:
-    """Settings from the environment, then ``<home>/settings.env`` (environment variables win).
+    """Settings from the environment, then ``<home>/settings.env``, then secret files.
 
     ``home`` (if given) overrides ``SANDBOX_HOME``; the file is the one ``sandbox init`` writes.
+    When ``SANDBOX_SECRETS_DIR`` names a folder (Compose and Kubernetes mount secrets there), a file
+    ``sandbox_<name>`` in it sets the setting ``<name>`` (``sandbox_db_url``, ``sandbox_hub_api_token``)
+    unless the environment or the settings file does, so secrets need not sit in either.
     """
+    secrets = os.environ.get(SECRETS_DIR_VARIABLE) or None
     if home is None:
         file = Settings().home_dir / SETTINGS_FILE
-        return Settings(_env_file=file if file.is_file() else None)
+        return Settings(_env_file=file if file.is_file() else None, _secrets_dir=secrets)
     file = Path(home).expanduser() / SETTINGS_FILE
-    return Settings(_env_file=file if file.is_file() else None, home=Path(home))
+    return Settings(_env_file=file if file.is_file() else None, _secrets_dir=secrets, home=Path(home))
