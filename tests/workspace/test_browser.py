@@ -89,12 +89,12 @@ def run_notebook(page: Page, name: str) -> None:
     page.locator(LISTING).get_by_text("notebooks", exact=True).dblclick()
     page.locator(LISTING).get_by_text(name, exact=True).dblclick()
     idle = page.get_by_text(re.compile(r"Python 3 \(ipykernel\) \| Idle"))
-    expect(idle).to_be_visible()
+    expect(idle).to_be_visible(timeout=STEP_MS)
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
     prompts = page.locator(".jp-CodeCell .jp-InputPrompt")
-    expect(prompts.filter(has_text=re.compile(r"\[\s*[*]?\s*\]"))).to_have_count(0)
-    expect(idle).to_be_visible()
+    expect(prompts.filter(has_text=re.compile(r"\[\s*[*]?\s*\]"))).to_have_count(0, timeout=STEP_MS)
+    expect(idle).to_be_visible(timeout=STEP_MS)
 
 
 def output_texts(page: Page, selector: str = ".jp-OutputArea-output") -> list[str]:
