@@ -1,0 +1,279 @@
+"""Benchmark: the ledger alone (no DuckDB) — charged queries per second through PostgreSQL.
+
+Usage: ``python bench/ledger.py [--url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+[--writers 1,2,4,8] [--seconds 5] [--threads 4]``
+
+Each run creates a fresh database beside the one ``--url`` names (dropped afterwards), migrates
+it, registers one dataset and grants one policy per writer organisation through the public
+``ControlPlane`` API. Then 1, 2, 4 and 8 writer processes (each its own ``ControlPlane``, as
+gateway replicas are, with ``--threads`` threads) charge queries for ``--seconds``: every query is
+``begin_query`` (decide and reserve: one write transaction with its audit event) followed by
+``complete_query`` (settle the charge and store the replay: a second one) — what the gateway does
+around each fresh query, without planning or DuckDB. The database keeps PostgreSQL's default
+``synchronous_commit = on``, as production does.
+
+Printed: charged queries/s per writer count, the ratio to one writer, and to the issue's target
+(2,000/s on the 2-core machine). Checks afterwards: for every policy the ledger's spend equals
+the charges counted by the writers exactly; the audit chain verifies. Exit status 1 if a check
+fails. Today's ledger is the single-row baseline (every write appends to the one audit chain,
+serialised on its head row), so that is the only design measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from tempfile import mkdtemp
+from uuid import uuid4
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from sandbox.catalog.models import (
+    Classification,
+    ColumnRole,
+    ColumnSpec,
+    DatasetMetadata,
+    DatasetRecord,
+    StoredColumn,
+    StoredTable,
+    TableSpec,
+)
+from sandbox.control import ControlPlane, QueryTicket
+from sandbox.principals import Principal, Role
+from sandbox.query.summary import AggregateKind, QuerySummary
+from sandbox.settings import Settings
+from sandbox.store import migrate
+
+TARGET_QPS = 2_000.0
+EPSILON = 0.001
+GRANT = 1_000_000.0  # never the limit here
+ANSWER = {"columns": ["n"], "rows": [[1]]}
+OPERATOR = Principal("bench-operator", frozenset({Role.OPERATOR}))
+OWNER = Principal("bench-owner", frozenset({Role.OWNER}), "bench-owners")
+
+
+def dataset() -> DatasetRecord:
+    """A registered-looking dataset record (the ledger never opens its file)."""
+    columns = [
+        ColumnSpec(name="person_id", role=ColumnRole.PRIVACY_UNIT),
+        ColumnSpec(name="age", role=ColumnRole.MEASURE, lower=0, upper=100),
+    ]
+    metadata = DatasetMetadata(
+        dataset="ledger_bench",
+        title="ledger benchmark",
+        owner=OWNER.organisation or "",
+        classification=Classification.GENERAL,
+        tables=[TableSpec(name="people", source="people.parquet", privacy_unit="person_id", columns=columns)],
+    )
+    digest = hashlib.sha256(b"ledger-bench").hexdigest()
+    stored = StoredTable(
+        name="people",
+        physical="t_people",
+        columns=[StoredColumn(name=c.name, duckdb_type="BIGINT", physical=c.name) for c in columns],
+        source_sha256=digest,
+        content_sha256=digest,
+    )
+    return DatasetRecord(
+        metadata=metadata,
+        tables=[stored],
+        version=digest,
+        registered_at=datetime.now(UTC),
+        database_file="data.duckdb",
+    )
+
+
+def summary(record: DatasetRecord) -> QuerySummary:
+    """A fresh query (a new fingerprint every time: never a replay)."""
+    text = f"SELECT COUNT(*) FROM people -- {uuid4().hex}"
+    return QuerySummary(
+        dataset=record.name,
+        dataset_version=record.version,
+        table="people",
+        columns=frozenset({"age"}),
+        aggregates=frozenset({AggregateKind.COUNT}),
+        group_by=(),
+        epsilon=EPSILON,
+        delta=0.0,
+        normalized_sql=text,
+        fingerprint=hashlib.sha256(text.encode()).hexdigest(),
+    )
+
+
+def analyst(index: int) -> Principal:
+    return Principal(f"bench-analyst-{index}", frozenset({Role.ANALYST}), f"bench-org-{index}")
+
+
+def prepare(settings: Settings, writers: int) -> None:
+    """Users, the dataset and one policy per writer organisation."""
+    record = dataset()
+    with ControlPlane(settings) as control:
+        control.add_user(OWNER.name, [Role.OWNER], OWNER.organisation, actor=OPERATOR.name)
+        control.record_registration(OPERATOR, record)
+        for index in range(writers):
+            principal = analyst(index)
+            control.add_user(principal.name, [Role.ANALYST], principal.organisation, actor=OPERATOR.name)
+            request = control.request_access(
+                principal,
+                record,
+                purpose="ledger benchmark",
+                columns=["age"],
+                epsilon=GRANT,
+                delta=0.0,
+                valid_until=datetime.now(UTC) + timedelta(days=1),
+            )
+            control.approve(OWNER, request.id, record, max_epsilon_per_query=1.0)
+
+
+def writer(  # noqa: PLR0917 - a multiprocessing target takes positional arguments
+    url: str,
+    home: str,
+    index: int,
+    threads: int,
+    seconds: float,
+    start: Barrier,
+    results: Queue[tuple[int, int]],
+) -> None:
+    """Charge queries for ``seconds`` with ``threads`` threads; put the number charged."""
+    record = dataset()
+    principal = analyst(index)
+    control = ControlPlane(Settings(home=Path(home), db_url=url))
+    start.wait()
+    deadline = time.monotonic() + seconds
+
+    def loop() -> int:
+        charged = 0
+        while time.monotonic() < deadline:
+            ticket = control.begin_query(
+                principal, record, summary(record), sql="SELECT COUNT(*) FROM people"
+            )
+            assert isinstance(ticket, QueryTicket)
+            control.complete_query(ticket, ANSWER)
+            charged += 1
+        return charged
+
+    with ThreadPoolExecutor(threads) as pool:
+        total = sum(pool.map(lambda _: loop(), range(threads)))
+    control.close()
+    results.put((index, total))
+
+
+@dataclass
+class Run:
+    synchronous_commit: str
+    writers: int
+    charged: int
+    seconds: float
+    ok: bool
+
+    @property
+    def qps(self) -> float:
+        return self.charged / self.seconds
+
+
+def admin(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def one_run(url: str, writers: int, threads: int, seconds: float, synchronous_commit: str) -> Run:
+    """A fresh database, ``writers`` processes charging for ``seconds``, then the checks."""
+    name = f"sbx_ledger_{uuid4().hex[:12]}"
+    with psycopg.connect(admin(url), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+        connection.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = {synchronous_commit}')
+    database = make_url(url).set(database=name).render_as_string(hide_password=False)
+    home = mkdtemp(prefix="sbx-ledger-")
+    try:
+        migrate.upgrade(database)
+        settings = Settings(home=Path(home), db_url=database)
+        prepare(settings, writers)
+        context = multiprocessing.get_context("spawn")
+        start, results = context.Barrier(writers + 1), context.Queue()
+        processes = [
+            context.Process(target=writer, args=(database, home, i, threads, seconds, start, results))
+            for i in range(writers)
+        ]
+        for process in processes:
+            process.start()
+        start.wait()
+        began = time.monotonic()
+        counts = dict(results.get() for _ in processes)
+        elapsed = time.monotonic() - began
+        for process in processes:
+            process.join()
+        ok = check(settings, counts)
+        return Run(synchronous_commit, writers, sum(counts.values()), max(elapsed, seconds), ok)
+    finally:
+        with psycopg.connect(admin(url), autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def check(settings: Settings, counts: dict[int, int]) -> bool:
+    """Spend per organisation equals its counted charges; the audit chain verifies."""
+    ok = True
+    with ControlPlane(settings) as control:
+        for index, charged in counts.items():
+            (budget,) = control.budget(analyst(index))
+            if round(budget.epsilon_spent / EPSILON) != charged:
+                organisation = analyst(index).organisation
+                print(f"  spend of {organisation}: {budget.epsilon_spent} != {charged} x {EPSILON}")
+                ok = False
+        report = control.verify_audit()
+        if not report.ok:
+            print(f"  audit chain does not verify: {report}")
+            ok = False
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--url",
+        default=os.environ.get(
+            "SANDBOX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    parser.add_argument("--writers", default="1,2,4,8")
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--synchronous-commit",
+        default="on,off",
+        help="PostgreSQL synchronous_commit values to run (on: production; off: without the WAL flush wait)",
+    )
+    args = parser.parse_args()
+    runs = [
+        one_run(args.url, int(n), args.threads, args.seconds, sync)
+        for sync in args.synchronous_commit.split(",")
+        for n in args.writers.split(",")
+    ]
+    base = runs[0].qps
+    cores = os.cpu_count()
+    print(f"ledger: charged queries/s through PostgreSQL ({cores} cores, {args.threads} threads/writer)")
+    print(f"{'sync':>4} {'writers':>8} {'charged':>9} {'q/s':>9} {'vs first':>9} {'vs target':>10}  checks")
+    for run in runs:
+        print(
+            f"{run.synchronous_commit:>4} {run.writers:>8} {run.charged:>9} {run.qps:>9.0f} "
+            f"{run.qps / base:>8.2f}x {run.qps / TARGET_QPS:>9.2f}x  {'ok' if run.ok else 'FAILED'}"
+        )
+    for sync in dict.fromkeys(run.synchronous_commit for run in runs):
+        best = max((r for r in runs if r.synchronous_commit == sync), key=lambda r: r.qps)
+        print(
+            f"single-row baseline (today's ledger), synchronous_commit={sync}: best {best.qps:.0f} q/s "
+            f"with {best.writers} writer(s), {best.qps / TARGET_QPS:.2f}x the {TARGET_QPS:.0f} q/s target"
+        )
+    return 0 if all(run.ok for run in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
