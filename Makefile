@@ -39,6 +39,7 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/ledger.py
 
 clean:
 	rm -rf $(VENV) .demo .bench
