@@ -124,6 +124,13 @@ class QueryFailed(SandboxError):
     default_code = "query.failed"
 
 
+class StoreUnavailable(SandboxError):
+    """The state store cannot be reached or refuses writes now; nothing was released, retry later."""
+
+    http_status = 503
+    default_code = "store.unavailable"
+
+
 class InternalError(SandboxError):
     """A bug: an invariant of the product itself was broken."""
 

@@ -14,11 +14,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox.audit.models import EventType
-from sandbox.errors import Forbidden, RateLimited, SandboxError, Unauthenticated
+from sandbox.errors import Forbidden, SandboxError, StoreUnavailable, Unauthenticated
 
 logger = logging.getLogger("sandbox.api")
 
@@ -43,11 +44,11 @@ def error_body(
 
 
 def error_response(error: SandboxError) -> JSONResponse:
-    """The response for a ``SandboxError`` (401 gets ``WWW-Authenticate``, 429 ``Retry-After``)."""
+    """The response for a ``SandboxError`` (401 gets ``WWW-Authenticate``; 429 and 503 ``Retry-After``)."""
     headers: dict[str, str] = {}
     if isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="sandbox"'
-    if isinstance(error, RateLimited) and "retry_after_seconds" in error.details:
+    if "retry_after_seconds" in error.details:
         headers["Retry-After"] = str(error.details["retry_after_seconds"])
     return JSONResponse(error.to_body(), status_code=error.http_status, headers=headers)
 
@@ -105,6 +106,30 @@ async def _http_error(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
+# SQLSTATE classes of a store that is away or refusing writes for now: connection exceptions,
+# read-only transactions, insufficient resources, operator intervention (shutdown, restart)
+_STORE_AWAY = ("08", "25006", "53", "57")
+STORE_RETRY_AFTER_S = 2
+
+
+async def _store_error(request: Request, error: Exception) -> JSONResponse:
+    """The state store is unreachable or refuses writes: 503 with ``Retry-After``; anything else
+    from the database driver is a bug (500)."""
+    assert isinstance(error, DBAPIError)
+    state = getattr(error.orig, "sqlstate", None) or ""
+    away = error.connection_invalidated or state.startswith(_STORE_AWAY)
+    if away or type(error.orig).__name__ == "OperationalError":
+        logger.warning("state store unavailable on %s %s: %s", request.method, request.url.path, error.orig)
+        return error_response(
+            StoreUnavailable(
+                "The state store is unavailable right now and no answer was released; "
+                "retry after the indicated delay.",
+                details={"retry_after_seconds": STORE_RETRY_AFTER_S},
+            )
+        )
+    return await _unexpected_error(request, error)
+
+
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     incident = uuid.uuid4().hex[:12]
     logger.error("unexpected error %s on %s %s", incident, request.method, request.url.path, exc_info=error)
@@ -122,4 +147,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SandboxError, _sandbox_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _store_error)
     app.add_exception_handler(Exception, _unexpected_error)
