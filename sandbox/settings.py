@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest accepted request body.")
     max_sql_length: int = Field(8 * 1024, ge=64, description="Longest accepted SQL text.")
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per principal per minute.")
+    rate_limit_redis_url: str | None = Field(
+        None,
+        description="Redis URL of the rate-limit buckets shared by every gateway replica "
+        "(e.g. redis://redis:6379/0); default: each process keeps its own.",
+    )
 
     # control-plane upkeep (run by the gateway)
     maintenance_interval_s: float = Field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sandbox.api.limits import RateLimiter
+from sandbox.api.limits import Limiter, make_rate_limiter
 from sandbox.api.metrics import GatewayMetrics
 from sandbox.auth.base import Authenticator, make_authenticator
 from sandbox.catalog.models import DatasetRecord
@@ -27,7 +27,7 @@ class Services:
     control: ControlPlane
     pipeline: QueryPipeline
     authenticator: Authenticator
-    rate_limiter: RateLimiter
+    rate_limiter: Limiter
     metrics: GatewayMetrics
 
     @classmethod
@@ -43,7 +43,7 @@ class Services:
             control=control,
             pipeline=QueryPipeline(catalog, engine, control, max_sql_length=settings.max_sql_length),
             authenticator=make_authenticator(settings, control),
-            rate_limiter=RateLimiter(settings.rate_limit_per_minute),
+            rate_limiter=make_rate_limiter(settings),
             metrics=metrics,
         )
 

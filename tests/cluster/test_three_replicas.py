@@ -14,17 +14,15 @@ ended, as a failover does): clients get 503 ``store.unavailable`` with ``Retry-A
 and never an answer; afterwards both survivors answer again without a restart, and the ledger
 checks hold.
 
-Not here yet (issue 11, part 3): PostgreSQL itself restarted mid-load (the server is shared on the
-build machines), and rate limits shared across replicas (each replica keeps its own buckets).
+Not here (issue 11, part 3): PostgreSQL itself restarted mid-load (the server is shared on the
+build machines). The rate limit across replicas: ``test_shared_rate_limit.py``.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -39,11 +37,11 @@ from uuid import uuid4
 import httpx
 import psycopg
 import pytest
+from cluster_support import replicas
 from sqlalchemy.engine import make_url
 
 from sandbox.catalog.registry import Catalog
 from sandbox.control import ControlPlane
-from sandbox.demo.hub import free_port
 from sandbox.principals import Principal, Role
 from sandbox.settings import Settings
 from sandbox.store import migrate
@@ -155,46 +153,13 @@ def cluster(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         for user in [*SPENDERS, *LATE, "olivia", "oscar"]:
             tokens[user] = control.issue_token(user, actor=ADMIN.name).token
     environment = {
-        **os.environ,
         "SANDBOX_DB_URL": database,
         "SANDBOX_RATE_LIMIT_PER_MINUTE": "100000",
         "SANDBOX_MAINTENANCE_INTERVAL_S": "1",
         "SANDBOX_ABANDONED_RESERVATION_S": str(ABANDONED_S),
     }
-    ports = [free_port() for _ in range(3)]
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "sandbox.cli", "--home", str(home), "serve", "--port", str(port)],
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for port in ports
-    ]
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
-    try:
-        for url, process in zip(urls, processes, strict=True):
-            _wait_healthy(url, process)
+    with replicas(home, environment, 3) as (urls, processes):
         yield Cluster(settings, urls, processes, tokens, policies, pending)
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            process.wait(30)
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"replica {url} exited with {process.returncode}"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(url)
 
 
 def _load(cluster: Cluster, replicas: list[int], stop: threading.Event | None = None) -> None:

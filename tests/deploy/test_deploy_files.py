@@ -100,7 +100,7 @@ def gateway_like(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_compose_services_and_replicas(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"postgres", "migrate", "gateway", "hub", "registrar", "singleuser"}
+    assert set(services) == {"postgres", "redis", "migrate", "gateway", "hub", "registrar", "singleuser"}
     assert services["gateway"]["deploy"]["replicas"] == 2
     assert services["gateway"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["migrate"]["command"] == ["sandbox", "db", "upgrade"]
@@ -160,7 +160,7 @@ def test_compose_networks_keep_users_from_the_state_store(compose: dict[str, Any
     services = compose["services"]
     assert networks["users"]["internal"] is True and networks["state"]["internal"] is True
     on = {name: set(service.get("networks", [])) for name, service in services.items()}
-    assert on["postgres"] == {"state"}
+    assert on["postgres"] == on["redis"] == {"state"}
     assert on["singleuser"] == {"users"}
     assert on["gateway"] == {"users", "state"}
     assert "state" not in on["hub"]
@@ -177,6 +177,8 @@ def test_compose_ports_and_service_names_agree(compose: dict[str, Any]) -> None:
     gateway_url = urlsplit(services["hub"]["environment"]["SANDBOX_COMPOSE_GATEWAY_URL"])
     assert (gateway_url.hostname, gateway_url.port) == ("gateway", port)
     assert f"http://127.0.0.1:{port}/healthz" in " ".join(services["gateway"]["healthcheck"]["test"])
+    redis = urlsplit(services["gateway"]["environment"]["SANDBOX_RATE_LIMIT_REDIS_URL"])
+    assert redis.hostname in services and redis.port == 6379
     hub_api = urlsplit(services["gateway"]["environment"]["SANDBOX_HUB_API_URL"])
     assert hub_api.hostname in services and hub_api.hostname == "hub"
     assert services["hub"]["ports"] == ["8000:8000"]
@@ -314,7 +316,10 @@ def test_chart_network_policies(rendered: list[dict[str, Any]]) -> None:
     sources = [peer["podSelector"]["matchLabels"] for peer in gateway["ingress"][0]["from"]]
     assert sources == [{"component": "singleuser-server"}, {"component": "proxy"}]
     egress_ports = {port["port"] for rule in gateway["egress"] for port in rule["ports"]}
-    assert egress_ports == {8081, values["postgresql"]["port"], 53}
+    assert egress_ports == {8081, values["postgresql"]["port"], values["redis"]["port"], 53}
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    redis = urlsplit({e["name"]: e["value"] for e in container["env"]}["SANDBOX_RATE_LIMIT_REDIS_URL"])
+    assert redis.port == values["redis"]["port"]
     state = policies["sandbox-gateway-state-store"]
     assert state["podSelector"]["matchLabels"] == values["postgresql"]["podSelector"]
     (rule,) = state["ingress"]

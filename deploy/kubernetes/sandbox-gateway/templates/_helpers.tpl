@@ -26,6 +26,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   value: {{ .Values.jupyterhub.serviceName | quote }}
 - name: SANDBOX_SERVICE_PREFIX
   value: {{ printf "/services/%s/" .Values.jupyterhub.serviceName | quote }}
+{{- if .Values.redis.url }}
+- name: SANDBOX_RATE_LIMIT_REDIS_URL
+  value: {{ .Values.redis.url | quote }}
+{{- end }}
 {{- range $name, $value := .Values.settings }}
 - name: {{ $name }}
   value: {{ $value | quote }}
