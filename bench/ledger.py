@@ -88,6 +88,7 @@ def dataset() -> DatasetRecord:
         metadata=metadata,
         tables=[stored],
         version=digest,
+        registration_id="reg_" + digest[:32],
         registered_at=datetime.now(UTC),
         database_file="data.duckdb",
     )
@@ -98,7 +99,7 @@ def summary(record: DatasetRecord) -> QuerySummary:
     text = f"SELECT COUNT(*) FROM people -- {uuid4().hex}"
     return QuerySummary(
         dataset=record.name,
-        dataset_version=record.version,
+        dataset_version=record.registration_id,
         table="people",
         columns=frozenset({"age"}),
         aggregates=frozenset({AggregateKind.COUNT}),
