@@ -15,7 +15,6 @@ import threading
 import time
 from typing import Protocol
 
-import redis
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -159,9 +158,14 @@ class SharedRateLimiter:
     """The token bucket per principal, kept in Redis for every gateway replica at once."""
 
     def __init__(self, url: str, per_minute: int, prefix: str = "sandbox:rate:") -> None:
+        # imported here: gateways without a shared limit (and the servers' runtime, which may be
+        # another patch release of Python than redis's dependencies were resolved for) never load it
+        import redis  # noqa: PLC0415
+
         self.capacity = per_minute
         self.refill_per_second = per_minute / 60.0
         self.prefix = prefix
+        self._unavailable = redis.RedisError
         self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._take = self._client.register_script(_TAKE)
 
@@ -172,7 +176,7 @@ class SharedRateLimiter:
             taken, wait = self._take(
                 keys=[self.prefix + principal], args=[self.capacity, self.refill_per_second, 120]
             )
-        except redis.RedisError as error:
+        except self._unavailable as error:
             raise StoreUnavailable(
                 "The rate-limit store is unavailable right now; retry after the indicated delay.",
                 details={"retry_after_seconds": 2},
