@@ -37,7 +37,7 @@ class Catalog:
     def __init__(self, home: Path | str) -> None:
         self.home = Path(home).expanduser().resolve()
         self.datasets_dir = self.home / "datasets"
-        self._records: dict[str, tuple[tuple[int, int, int, int], DatasetRecord]] = {}
+        self._records: dict[str, tuple[tuple[int, int, int, int], DatasetRecord, Path]] = {}
 
     def validate(self, metadata_path: Path | str, *, source_root: Path | str | None = None) -> list[str]:
         """Every problem of a metadata document against its rules and sources; empty when valid."""
@@ -86,21 +86,28 @@ class Catalog:
         """The registered dataset of that name; ``NotFound`` (``catalog.dataset_not_found``) otherwise.
 
         The parsed record is reused while its file is unchanged (same device, inode, mtime, size):
-        a re-registration installs a new file, so it is read again.
+        a re-registration installs a new file, so it is read again. For a known dataset the check
+        is one ``stat``; the record is read (and stamped from the open file) only when it differs.
         """
+        cached = self._records.get(name)
+        if cached is not None:
+            stamp, record, path = cached
+            try:
+                found = os.stat(path)
+            except FileNotFoundError:
+                raise _not_found(name) from None
+            if stamp == (found.st_dev, found.st_ino, found.st_mtime_ns, found.st_size):
+                return record
         path = self._record_path(name)
         try:
             with path.open("rb") as handle:
                 found = os.fstat(handle.fileno())
                 stamp = (found.st_dev, found.st_ino, found.st_mtime_ns, found.st_size)
-                cached = self._records.get(name)
-                if cached is not None and cached[0] == stamp:
-                    return cached[1]
                 text = handle.read().decode("utf-8")
         except FileNotFoundError:
             raise _not_found(name) from None
         record = DatasetRecord.model_validate_json(text)
-        self._records[name] = (stamp, record)
+        self._records[name] = (stamp, record, path)
         return record
 
     def list(self) -> builtins.list[DatasetRecord]:
