@@ -126,6 +126,20 @@ def test_release_adds_noise_to_the_exact_value() -> None:
     assert abs(mean - 1_000_000) <= SIGMAS * spread
 
 
+def test_vectors_sharing_a_calibration_get_independent_noise_of_their_own_law() -> None:
+    """Vectors joined into one OpenDP invocation come back in order, each element with its own
+    calibration's noise: the shared-calibration vectors' noise follows that law, the other's too."""
+    shared = mechanisms.integer_laplace(1, 1.0)
+    other = mechanisms.integer_laplace(3, 0.5)
+    half = DISCRETE_SAMPLES // 2
+    first, wide, second, empty = mechanisms.release_integer_vectors(
+        [(shared, [0] * half), (other, [1_000_000] * half), (shared, [5] * half), (shared, [])]
+    )
+    assert (len(first), len(wide), len(second), empty) == (half, half, half, [])
+    assert_discrete_law(first + [v - 5 for v in second], shared.scale)
+    assert_discrete_law([v - 1_000_000 for v in wide], other.scale)
+
+
 def test_partition_selection_noise_and_threshold() -> None:
     """Kept keys carry discrete Laplace noise; a key a single unit creates is almost never kept."""
     calibration = mechanisms.laplace_threshold(1, 1.0, 1e-6)
