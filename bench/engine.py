@@ -117,10 +117,10 @@ class DuckTimer:
         original = LockedDatabase.run
         timer = self
 
-        def run(database: LockedDatabase, sql: str, timeout_s: float) -> list[tuple[Any, ...]]:
+        def run(self: LockedDatabase, sql: str, timeout_s: float) -> list[tuple[Any, ...]]:
             started = time.perf_counter()
             try:
-                return original(database, sql, timeout_s)
+                return original(self, sql, timeout_s)
             finally:
                 timer.seconds += time.perf_counter() - started
 

@@ -42,6 +42,7 @@ def generated(n: int) -> Path:
 
 def register_one(data: Path, table: str) -> dict[str, Any]:
     """Register ``table`` into a fresh catalog in this process; timings and row counts."""
+    import duckdb  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     from sandbox.catalog import Catalog, fingerprint, ingest  # noqa: PLC0415
@@ -49,10 +50,10 @@ def register_one(data: Path, table: str) -> dict[str, Any]:
     spent = {"fingerprint": 0.0}
     original = fingerprint.content_sha256
 
-    def timed(*args: Any) -> str:
+    def timed(con: duckdb.DuckDBPyConnection, table: str) -> str:
         started = time.perf_counter()
         try:
-            return original(*args)
+            return original(con, table)
         finally:
             spent["fingerprint"] += time.perf_counter() - started
 

@@ -14,6 +14,7 @@ from sandbox.errors import NotFound
 from sandbox.pipeline import QueryPipeline
 from sandbox.principals import Principal
 from sandbox.query.engine import Engine
+from sandbox.query.warmup import warm_up
 from sandbox.settings import Settings
 
 
@@ -36,6 +37,7 @@ class Services:
         control = ControlPlane(settings)
         catalog = Catalog(settings.home_dir)
         engine = Engine(catalog, settings)
+        warm_up(engine)
         return cls(
             settings=settings,
             catalog=catalog,
