@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -10,6 +11,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 from duckdb.sqltypes import DuckDBPyType
 
 SUFFIXES = (".parquet", ".csv")
@@ -128,6 +130,24 @@ def batches(source: Source, column_names: list[str]) -> Iterator[pa.RecordBatch]
     else:
         dataset = pads.dataset(source.path)
         yield from dataset.to_batches(columns=column_names, batch_size=BATCH_ROWS)
+
+
+def row_ranges(source: Source, rows: int) -> Iterator[tuple[int, int]]:
+    """``[first, last)`` row ranges of a Parquet file of about ``rows`` rows each.
+
+    A range ends at a row-group boundary when one lies within half a range past the goal (so
+    that no row group is decoded twice), else at the goal itself.
+    """
+    metadata = pq.ParquetFile(source.path).metadata
+    ends = list(itertools.accumulate(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)))
+    total = ends[-1] if ends else 0
+    first = 0
+    while first < total:
+        goal = first + rows
+        boundary = next((end for end in ends if end >= goal), total)
+        last = min(boundary if boundary <= goal + rows // 2 else goal, total)
+        yield first, last
+        first = last
 
 
 def empty_table(source: Source, column_names: list[str]) -> pa.Table:
