@@ -13,9 +13,12 @@ fresh service home (state database, users, tokens, policies) around that catalog
    the previous one is answered: the throughput ceiling) and open loop at the target 50 q/s
    (latency from the time each request was due: p50/p99 at that load);
 2. replays: identical repeats of answered queries (answered from the replay cache, no charge);
-3. the same fresh work in-process (engine only, and the whole pipeline with the control plane),
-   sequentially and with the same concurrency, to show what HTTP and the gateway add;
-4. an exhaustion run: every client spends from one small policy at once; the ledger must stop
+3. added latency, one request at a time, interleaved: an in-process ``Engine.query`` of a fresh
+   query, then a fresh query over HTTP, then an HTTP replay of an answered one (a cheap stdlib
+   keep-alive client); p50/p99 of each and what HTTP adds over the engine call;
+4. the same fresh work in-process (engine only, and the whole pipeline with the control plane),
+   sequentially and with the same concurrency, to show what the control plane adds;
+5. an exhaustion run: every client spends from one small policy at once; the ledger must stop
    at exactly the granted budget.
 
 Checks afterwards: for every policy the ledger's spend equals the sum the clients were charged
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import shutil
@@ -53,6 +57,7 @@ ORGS = (*LOAD_ORGS, "umbrella", "tight", "inproc")  # + sequential, exhaustion, 
 EPSILON = 0.01
 TIGHT_BUDGET = 0.5  # the exhaustion run's policy: exactly 50 queries of EPSILON
 SEQUENTIAL = 50  # fresh queries measured one at a time
+INTERLEAVED = 200  # engine / HTTP fresh / HTTP replay triples of the added-latency phase
 TARGETS = {"fresh_qps": 50.0, "replay_qps": 300.0, "fresh_p99_ms": 250.0}
 
 
@@ -367,6 +372,60 @@ def sequential(url: str, actor: str, token: str, count: int) -> Phase:
     return phase
 
 
+def interleaved(
+    url: str, home: Path, actor: str, token: str, count: int
+) -> tuple[dict[str, list[float]], Phase]:
+    """Engine call, HTTP fresh query and HTTP replay, one at a time, interleaved ``count`` times."""
+    from sandbox.catalog import Catalog  # noqa: PLC0415
+    from sandbox.query import Engine  # noqa: PLC0415
+    from sandbox.settings import Settings  # noqa: PLC0415
+
+    engine = Engine(Catalog(home), Settings(home=home))
+    address = httpx.URL(url)
+    connection = http.client.HTTPConnection(address.host, address.port)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    phase = Phase("interleaved")
+
+    def post(sql: str) -> tuple[float, dict[str, Any]]:
+        body = json.dumps({"dataset": "residents", "sql": sql, "epsilon": EPSILON})
+        started = time.perf_counter()
+        connection.request("POST", "/api/v1/queries", body, headers)
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        seconds = time.perf_counter() - started
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {answer}")
+        phase.outcomes.append(
+            Outcome(actor, sql, 200, seconds, float(answer["epsilon_spent"]), bool(answer["cached"]))
+        )
+        return seconds, answer
+
+    times: dict[str, list[float]] = {"engine": [], "fresh": [], "replay": []}
+    engine.query("residents", fresh_sql(600_000), EPSILON)
+    post(fresh_sql(610_000))
+    started_phase = time.perf_counter()
+    for i in range(count):
+        started = time.perf_counter()
+        engine.query("residents", fresh_sql(620_000 + i), EPSILON)
+        times["engine"].append(time.perf_counter() - started)
+        seconds, _ = post(fresh_sql(640_000 + i))
+        times["fresh"].append(seconds)
+        seconds, answer = post(fresh_sql(640_000 + i))
+        if not answer["cached"]:
+            raise RuntimeError("a repeated query was not answered from the replay cache")
+        times["replay"].append(seconds)
+    phase.wall = time.perf_counter() - started_phase
+    connection.close()
+    engine.close()
+    return times, phase
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Percentile in milliseconds (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] * 1000
+
+
 # ---------------------------------------------------------------- checks
 
 
@@ -427,6 +486,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of the 50 q/s open-loop run")
     parser.add_argument("--replays", type=int, default=3000, help="cached replays, closed loop")
     parser.add_argument(
+        "--interleaved", type=int, default=INTERLEAVED, help="triples of the added-latency phase"
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=3,
@@ -446,6 +508,10 @@ def main() -> int:
         phases = [asyncio.run(run_load("warm-up", url, warm, args.clients))]
         log(f"sequential: {SEQUENTIAL} fresh queries one at a time ...")
         alone = sequential(url, "analyst-umbrella", setup.tokens["analyst-umbrella"], SEQUENTIAL)
+        log(f"added latency: {args.interleaved} engine / HTTP fresh / HTTP replay triples ...")
+        added, added_phase = interleaved(
+            url, setup.home, "analyst-umbrella", setup.tokens["analyst-umbrella"], args.interleaved
+        )
         log(f"fresh, closed loop: {args.fresh} queries from {args.clients} clients ...")
         fresh_jobs = [(*analysts[i % len(analysts)], fresh_sql(i)) for i in range(args.fresh)]
         fresh = asyncio.run(run_load("fresh max", url, fresh_jobs, args.clients))
@@ -462,12 +528,13 @@ def main() -> int:
         tight_token = setup.tokens["analyst-tight"]
         tight_jobs = [("analyst-tight", tight_token, fresh_sql(700_000 + i)) for i in range(120)]
         tight = asyncio.run(run_load("exhaustion", url, tight_jobs, args.clients))
-        phases += [alone, fresh, paced, replays, tight]
+        phases += [alone, added_phase, fresh, paced, replays, tight]
     finally:
         stop_gateway(process)
     log("in-process baseline ...")
     baseline = in_process(setup.home, min(args.fresh, 400), args.clients)
 
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\ngateway benchmark: N={args.n:,} residents, {args.clients} clients, {args.workers} worker(s)")
     print(f"{'phase':<12} {'requests':>9} {'statuses':<22} {'q/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for phase in phases[1:]:
@@ -483,6 +550,15 @@ def main() -> int:
     print(f"  through the gateway (HTTP) {gateway_p50:8.1f} ms")
     print(f"  gateway overhead vs engine {gateway_p50 - baseline['engine_p50_ms']:8.1f} ms")
     print(f"  HTTP + auth overhead vs pipeline {gateway_p50 - baseline['pipeline_p50_ms']:6.1f} ms")
+    print(f"\nadded latency, one request at a time, interleaved ({args.interleaved} each; load {load}):")
+    print(f"  {'':<28} {'p50 ms':>8} {'p99 ms':>8}")
+    rows = (("engine call (in-process)", "engine"), ("HTTP fresh", "fresh"), ("HTTP replay", "replay"))
+    for label, key in rows:
+        print(f"  {label:<28} {percentile(added[key], 50):8.2f} {percentile(added[key], 99):8.2f}")
+    for label, key in (("HTTP fresh - engine", "fresh"), ("HTTP replay - engine", "replay")):
+        p50 = percentile(added[key], 50) - percentile(added["engine"], 50)
+        p99 = percentile(added[key], 99) - percentile(added["engine"], 99)
+        print(f"  {label:<28} {p50:8.2f} {p99:8.2f}")
     print(f"\nfresh throughput with {args.clients} concurrent callers:")
     print(f"  engine in-process (threads)   {baseline['engine_qps_concurrent']:8.1f} q/s")
     print(f"  pipeline in-process (threads) {baseline['pipeline_qps_concurrent']:8.1f} q/s")
