@@ -1,18 +1,19 @@
 """Fingerprints: of a source file, of a stored table's content, and of a dataset version.
 
-Content scheme (``content_sha256``, ``sandbox-content-v2``), independent of the stored row order,
-Arrow buffer layout and batch boundaries. With ``H`` = SHA-256 and rows sorted ascending by every
-column in table order (NULLS LAST: ``ORDER BY ALL``), each row's line is DuckDB's
-``json_array(c1, …, cn)`` of its columns in table order (timestamps rendered in UTC;
-``json_array`` escapes newlines) plus ``\\n``.
-The rows are cut into blocks of ``BLOCK_ROWS`` consecutive rows (the last one shorter), and
+Content scheme (``content_sha256``, ``sandbox-content-v2``), independent of Arrow buffer layout
+and batch boundaries. With ``H`` = SHA-256 and rows in stored order (``rowid``; ingest stores a
+source's rows in source order, so the same source gives the same order), each row's line is
+DuckDB's ``json_array(c1, …, cn)`` of its columns in table order (timestamps rendered in UTC;
+``json_array`` escapes newlines) plus ``\\n``. The rows are cut into blocks of ``BLOCK_ROWS``
+consecutive rows (the last one shorter), and
 
     content_sha256 = H(b"sandbox-content-v2\\n" || header || H(block_0) || H(block_1) || …)
 
 where ``header`` is the UTF-8 JSON list of ``[column_name, duckdb_type]`` pairs plus ``\\n`` and
-``H(block_i)`` is the 32-byte digest of the concatenated lines of block ``i``. DuckDB renders and
-sorts the lines in parallel; the blocks are hashed on ``HASH_THREADS`` threads (hashlib releases
-the GIL), so the Python side is not one serial SHA-256 over every byte.
+``H(block_i)`` is the 32-byte digest of the concatenated lines of block ``i``. No sort: DuckDB
+renders the lines in a parallel, order-preserving scan and the blocks are hashed on
+``HASH_THREADS`` threads (hashlib releases the GIL), so the Python side is not one serial SHA-256
+over every byte.
 """
 
 from __future__ import annotations
@@ -46,12 +47,12 @@ def content_sha256(con: duckdb.DuckDBPyConnection, table: str) -> str:
     """SHA-256 of a stored table's rows in the canonical form described in the module docstring."""
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET arrow_large_buffer_size = false")
+    con.execute("SET preserve_insertion_order = true")
     quoted = _quote(table)
     schema = con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {quoted})").fetchall()
     digest = hashlib.sha256(SCHEME + json.dumps([list(column) for column in schema]).encode("utf-8") + b"\n")
     columns = ", ".join(_quote(name) for name, _ in schema)
-    order = ", ".join(f"{_quote(name)} ASC NULLS LAST" for name, _ in schema)
-    lines = con.sql(f"SELECT json_array({columns}) || chr(10) FROM {quoted} ORDER BY {order}")
+    lines = con.sql(f"SELECT json_array({columns}) || chr(10) FROM {quoted}")
     in_flight: deque[Future[bytes]] = deque()
     with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="fingerprint") as pool:
         block: list[memoryview] = []

@@ -182,7 +182,7 @@ def _configure(con: duckdb.DuckDBPyConnection, temp_dir: Path) -> None:
     temp_dir.mkdir(mode=0o700, exist_ok=True)
     con.execute(f"SET temp_directory = {_string_literal(temp_dir.as_posix())}")
     con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
-    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET preserve_insertion_order = true")  # stored order = source order (fingerprint)
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     con.execute(f"ATTACH {_string_literal((temp_dir / 'scratch.duckdb').as_posix())} AS {_SCRATCH}")

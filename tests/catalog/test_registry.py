@@ -512,3 +512,34 @@ def test_stored_table_model_matches_file(small: tuple[Catalog, Path]) -> None:
             (2, 2.0, 20_000),
             (2, 3.0, 30_000),
         ]
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_parquet_rows_are_stored_in_source_order(tmp_path: Path, k: int) -> None:
+    """Rows read in several Parquet row ranges keep the source's order (the content fingerprint is
+    over stored order) when no unit exceeds its bound; with k = 2 some do and keep k rows each."""
+    n = 700_000
+    units = [i // 3 if k == 2 and i < 999 else i for i in range(n)]  # 333 units of 3 rows
+    path = tmp_path / "data.parquet"
+    table = {
+        "privacy_unit": "uid",
+        "max_rows_per_unit": k,
+        "columns": [
+            {"name": "uid", "role": "privacy_unit"},
+            {"name": "v", "role": "measure", "lower": 0, "upper": 9},
+        ],
+    }
+    metadata = write_dataset(
+        tmp_path, {"uid": pa.array(units, pa.int64()), "v": pa.array([i % 10 for i in range(n)])}, table
+    )
+    pq.write_table(pq.read_table(path), path, row_group_size=100_000)
+    calls: list[tuple[int, int]] = []
+    catalog = Catalog(tmp_path / "home")
+    catalog.register(metadata, progress=lambda done, total: calls.append((done, total)))
+    with connect(catalog, "demo") as con:
+        stored = [row[0] for row in con.execute("SELECT uid FROM t").fetchall()]
+    if k == 1:
+        assert stored == units
+        assert len(calls) >= 2 and calls[-1] == (n, n)
+    else:
+        assert sorted(stored) == sorted(units[999:] + list(range(333)) * 2)  # two rows of each unit over k
