@@ -11,7 +11,10 @@ Each table is then registered into a throw-away catalog by ``Catalog.register`` 
 subprocess, so the peak RSS reported is that registration's alone (the process's maximum resident
 set, DuckDB's buffers included). The time spent computing the content fingerprint is reported
 separately, and so is the CPU time of the child (user + system, all threads), which a loaded
-machine inflates less than wall time. The catalog is deleted afterwards. ``--large`` adds N = 100M.
+machine inflates less than wall time. ``raw`` is DuckDB copying the same Parquet file into a new
+database file as it is (``CREATE TABLE AS SELECT * FROM read_parquet``, then ``CHECKPOINT``) in
+another child right after: the floor any registration pays. The catalog is deleted afterwards.
+``--large`` adds N = 100M.
 """
 
 from __future__ import annotations
@@ -106,8 +109,31 @@ def register_one(data: Path, table: str) -> dict[str, Any]:
     }
 
 
+def raw_load(parquet: Path, folder: Path) -> float:
+    """Seconds DuckDB takes to copy the Parquet file into a new database file as it is (the floor)."""
+    import duckdb  # noqa: PLC0415
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "raw.duckdb"
+    try:
+        started = time.perf_counter()
+        with duckdb.connect(str(target)) as con:
+            con.execute("SET enable_progress_bar = false")
+            con.execute(f"CREATE TABLE t AS SELECT * FROM read_parquet('{parquet}')")
+            con.execute("CHECKPOINT")
+        return time.perf_counter() - started
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def measure(data: Path, table: str) -> dict[str, Any]:
-    """``register_one`` in a child process; adds the child's peak RSS."""
+    """``register_one`` in a child process; adds the child's peak RSS and the raw load's time."""
+    raw = subprocess.run(
+        [sys.executable, __file__, "--raw", str(data / f"{table}.parquet")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     command = [sys.executable, __file__, "--one", str(data), "--tables", table]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
@@ -118,6 +144,7 @@ def measure(data: Path, table: str) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(output)
     result["peak_rss_mb"] = usage.ru_maxrss / 1024
     result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    result["raw_seconds"] = float(raw.stdout)
     result["load"] = os.getloadavg()[0]
     return result
 
@@ -129,7 +156,11 @@ def main() -> int:
     parser.add_argument("--large", action="store_true", help=f"add N = {LARGE:,}")
     parser.add_argument("--tables", default="residents,medical_visits", help="tables to register")
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.raw:
+        print(raw_load(args.raw, BENCH_DIR / f"raw-load-{os.getpid()}"))
+        return 0
     if args.one:
         print(json.dumps(register_one(args.one, args.tables)))
         return 0
@@ -142,7 +173,8 @@ def main() -> int:
             print(f"N={n:,}: registering {table} ...", file=sys.stderr)
             results.append({"n": n, **measure(data, table)})
     header = (
-        f"{'N':>12} {'table':<15} {'rows':>12} {'seconds':>9} {'µs/row':>8} {'fingerprint':>12} "
+        f"{'N':>12} {'table':<15} {'rows':>12} {'seconds':>9} {'µs/row':>8} {'raw µs/row':>11} "
+        f"{'ratio':>6} {'fingerprint':>12} "
         f"{'CPU µs/row':>11} {'peak RSS MB':>12} {'stored MB':>10} {'load':>6}"
     )
     print(header)
@@ -151,7 +183,8 @@ def main() -> int:
         share = row["fingerprint_seconds"] / row["seconds"]
         print(
             f"{row['n']:>12,} {row['table']:<15} {row['rows']:>12,} {row['seconds']:>9.1f} "
-            f"{row['seconds'] / row['rows'] * 1e6:>8.3f} {share:>11.0%} "
+            f"{row['seconds'] / row['rows'] * 1e6:>8.3f} {row['raw_seconds'] / row['rows'] * 1e6:>11.3f} "
+            f"{row['seconds'] / row['raw_seconds']:>6.2f} {share:>11.0%} "
             f"{row['cpu_seconds'] / row['rows'] * 1e6:>11.3f} {row['peak_rss_mb']:>12.0f} "
             f"{row['stored_mb']:>10.0f} {row['load']:>6.2f}"
         )
