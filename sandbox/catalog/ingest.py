@@ -5,9 +5,11 @@ never reach the file). Each bounded measure gets a ``<name>__clamped`` BIGINT fi
 and each table with a privacy unit keeps at most ``max_rows_per_unit`` uniformly chosen rows per
 unit (rows with a NULL unit are dropped).
 
-Parquet sources are read by DuckDB's own Parquet reader in one statement (parallel, no Python per
-batch); each column is cast to the type validation saw through Arrow, so the stored types do not
-depend on the reader. CSV sources are streamed through Arrow with the declared types.
+Parquet sources are read by DuckDB's own Parquet reader (parallel, no Python per batch), in row
+ranges for progress; each column is cast to the type validation saw through Arrow, so the stored
+types do not depend on the reader. CSV sources are streamed through Arrow with the declared types.
+Rows are stored in source order (``preserve_insertion_order``; the content fingerprint is over
+stored order), except that the kept rows of units over their bound come last.
 """
 
 from __future__ import annotations
@@ -201,8 +203,8 @@ def _load(con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Callable[[in
 
 
 def _load_parquet(con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Callable[[int], None]) -> None:
-    """DuckDB's Parquet reader, in chunks of whole row groups (progress after each); bounding ranks
-    rows by their position in the file."""
+    """DuckDB's Parquet reader in row ranges, progress after each; when some unit exceeds its bound,
+    one statement loads and bounds the table, ranking rows by their position in the file."""
     path = _string_literal(plan.source.path.as_posix())
 
     def relation(where: str = "") -> str:
