@@ -81,6 +81,7 @@ def release(plan: QueryPlan, exact: Exact) -> Result:
     """Noisy answer of ``plan`` from ``exact``."""
     keys, key_values, counts_released = _groups(plan, exact)
     noisy: dict[str, list[float]] = {}
+    additive: list[tuple[PlannedQuantity, list[int]]] = []
     for planned in plan.quantities:
         if planned.quantity is Quantity.QUANTILE:
             noisy[planned.key] = [_quantile(plan, planned, exact, k) for k in keys]
@@ -88,8 +89,10 @@ def release(plan: QueryPlan, exact: Exact) -> Result:
             noisy[planned.key] = [float(counts_released[k]) for k in keys]
         else:
             values = [_exact_value(plan, planned, exact.groups.get(k)) >> planned.shift for k in keys]
-            released = mechanisms.release_integers(planned.calibration, values)
-            noisy[planned.key] = [float(v << planned.shift) for v in released]
+            additive.append((planned, values))
+    vectors = mechanisms.release_integer_vectors([(p.calibration, values) for p, values in additive])
+    for (planned, _), released in zip(additive, vectors, strict=True):
+        noisy[planned.key] = [float(v << planned.shift) for v in released]
 
     aggregates = [_aggregate(plan, spec, noisy, len(keys)) for spec in plan.query.aggregates]
     suppressed = _suppress(plan, noisy, aggregates, len(keys))
