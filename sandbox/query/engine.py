@@ -21,7 +21,7 @@ from sandbox.query.plan import Grouping, Quantity, QueryPlan, build_plan
 from sandbox.query.release import exact_from_rows, release
 from sandbox.query.result import Result
 from sandbox.query.rewrite import aggregate_sql, exact_columns, quantile_sql
-from sandbox.query.validate import validate
+from sandbox.query.validate import ValidatedQuery, validate
 from sandbox.settings import Settings
 
 
@@ -70,6 +70,7 @@ class Engine:
         self.settings = settings or Settings()
         self._databases: dict[tuple[str, str], LockedDatabase] = {}
         self._plans: dict[tuple[str, str, str, float, float, int], QueryPlan] = {}
+        self._validations: dict[tuple[str, str, str], ValidatedQuery] = {}
         self._statements: dict[str, Statements] = {}
         self._lock = threading.Lock()
 
@@ -106,9 +107,8 @@ class Engine:
             cached = self._plans.get(key)
         if cached is not None:
             return cached
-        validated = validate(parse_select(sql), record)
         plan = build_plan(
-            validated,
+            self._validated(record, sql),
             epsilon,
             delta,
             min_group_size=min_group_size,
@@ -121,6 +121,20 @@ class Engine:
             if len(self._plans) > PLAN_CACHE_SIZE:
                 self._plans.pop(next(iter(self._plans)))
         return plan
+
+    def _validated(self, record: DatasetRecord, sql: str) -> ValidatedQuery:
+        """The validated query of ``sql``, shared by its plans at every epsilon, delta and group size."""
+        key = (record.name, record.registration_id, sql)
+        with self._lock:
+            cached = self._validations.get(key)
+        if cached is not None:
+            return cached
+        validated = validate(parse_select(sql), record)
+        with self._lock:
+            self._validations[key] = validated
+            if len(self._validations) > PLAN_CACHE_SIZE:
+                self._validations.pop(next(iter(self._validations)))
+        return validated
 
     def execute(self, plan: QueryPlan) -> Result:
         """Run the plan's SQL on the locked-down database and release noisy values."""
