@@ -43,10 +43,13 @@ class Watchdog:
 
     Watching a statement costs a lock and a dictionary entry: the thread is woken only when a
     deadline comes before the time it already planned to wake at (idle, it looks every
-    ``IDLE_WAKE_S``), so a query does not pay for a thread switch.
+    ``IDLE_WAKE_S``), so a query does not pay for a thread switch. Past its deadline a statement
+    is interrupted every ``REPEAT_S`` until it is released: an interrupt that reaches the cursor
+    before the statement has started (a loaded machine, a tiny limit) has no effect.
     """
 
     IDLE_WAKE_S = 0.25
+    REPEAT_S = 0.01  # an interrupt that lands before the statement starts is lost: repeat it
 
     def __init__(self) -> None:
         self._deadlines: dict[int, tuple[float, duckdb.DuckDBPyConnection]] = {}
@@ -76,7 +79,7 @@ class Watchdog:
                 now = time.monotonic()
                 for ticket, (deadline, cursor) in list(self._deadlines.items()):
                     if deadline <= now:
-                        del self._deadlines[ticket]
+                        self._deadlines[ticket] = (now + self.REPEAT_S, cursor)
                         cursor.interrupt()
                 earliest = min((d for d, _ in self._deadlines.values()), default=math.inf)
                 self._wake_at = min(earliest, now + self.IDLE_WAKE_S)
