@@ -34,6 +34,7 @@ from sandbox.api.routes import (
 )
 from sandbox.api.services import Services
 from sandbox.api.strict_json import StrictJSONBody
+from sandbox.console import mount_console
 from sandbox.settings import Settings, load_settings
 
 DESCRIPTION = """\
@@ -65,6 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.add_middleware(StrictJSONBody)
@@ -74,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_middleware(ServicePrefix, prefix=prefix)
     for module in (me, datasets, preview, access_requests, policies, queries, budget, audit, usage, health):
         app.include_router(module.router)
+    mount_console(app, settings)
     return app
 
 

@@ -1,0 +1,155 @@
+"""Operator pages: service health and metrics, the audit log (filter, page, detail, verify, export),
+every organisation's budget, users and tokens, usage charts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from prometheus_client.parser import text_string_to_metric_families
+
+from sandbox import __version__
+from sandbox.api.timeutil import utc
+from sandbox.audit.models import EventType
+from sandbox.console import charts
+from sandbox.console.backend import AUDIT_PAGE
+from sandbox.console.owner import usage_charts
+from sandbox.console.web import FormDep, OperatorDep, backend, render
+
+router = APIRouter(prefix="/operator")
+
+Text = Annotated[str, Query(max_length=128)]
+MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
+
+
+@router.get("")
+def home(request: Request, viewer: OperatorDep) -> Response:
+    """Service health: version, auth mode, chain head, counts and the main metrics."""
+    b = backend(request)
+    latest = b.audit_events(viewer.principal, {}, after=None, limit=1)
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(b.metrics_text(viewer.principal)):
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                labels = ",".join(f"{v}" for v in sample.labels.values())
+                samples[f"{family.name}{{{labels}}}"] = sample.value
+    return render(
+        request,
+        "operator/home.html",
+        viewer,
+        version=__version__,
+        auth_mode=b.services.settings.auth_mode,
+        head=latest[0] if latest else None,
+        datasets=len(b.datasets(viewer.principal)),
+        users=len(b.control.list_users()),
+        active=sum(1 for p in b.policies(viewer.principal) if p.status == "active"),
+        samples=sorted(samples.items()),
+        refusals=charts.bars([(rule, float(n)) for rule, n in b.refusals_by_rule(viewer.principal)[:12]]),
+    )
+
+
+def _filters(actor: str, org: str, dataset: str, type: str, since: str, until: str) -> dict[str, Any]:
+    def moment(text: str) -> datetime | None:
+        try:
+            return utc(datetime.fromisoformat(text)) if text else None
+        except ValueError:
+            return None
+
+    return {
+        "actor": actor or None,
+        "organisation": org or None,
+        "dataset": dataset or None,
+        "type": type or None,
+        "since": moment(since),
+        "until": moment(until),
+    }
+
+
+@router.get("/audit")
+def audit(
+    request: Request,
+    viewer: OperatorDep,
+    actor: Text = "",
+    org: Text = "",
+    dataset: Text = "",
+    type: Text = "",
+    since: Text = "",
+    until: Text = "",
+    after: Annotated[int | None, Query(ge=0)] = None,
+) -> Response:
+    """The audit log: newest page by default, or pages forward in chain order from ``after``."""
+    filters = _filters(actor, org, dataset, type, since, until)
+    events = backend(request).audit_events(viewer.principal, filters, after=after, limit=AUDIT_PAGE)
+    query = {"actor": actor, "org": org, "dataset": dataset, "type": type, "since": since, "until": until}
+    return render(
+        request,
+        "operator/audit.html",
+        viewer,
+        events=events,
+        query=query,
+        after=after,
+        more=len(events) == AUDIT_PAGE,
+        types=[t.value for t in EventType],
+    )
+
+
+@router.get("/audit/export")
+def export(
+    request: Request,
+    viewer: OperatorDep,
+    format: Literal["jsonl", "csv"] = "csv",
+    actor: Text = "",
+    org: Text = "",
+    dataset: Text = "",
+    type: Text = "",
+    since: Text = "",
+    until: Text = "",
+) -> Response:
+    """The filtered events as a JSON Lines or CSV download, exactly as hashed."""
+    text = backend(request).export_audit(
+        viewer.principal, format, _filters(actor, org, dataset, type, since, until)
+    )
+    return Response(
+        text,
+        media_type=MEDIA_TYPES[format],
+        headers={"Content-Disposition": f'attachment; filename="audit.{format}"'},
+    )
+
+
+@router.get("/audit/{seq}")
+def event(request: Request, viewer: OperatorDep, seq: int) -> Response:
+    """One event with its payload and hashes."""
+    return render(
+        request, "operator/event.html", viewer, event=backend(request).audit_event(viewer.principal, seq)
+    )
+
+
+@router.post("/audit/verify")
+def verify(request: Request, viewer: OperatorDep, _form: FormDep) -> Response:
+    """Walk the chain now; on failure the first broken event is linked."""
+    report = backend(request).verify_audit(viewer.principal)
+    return render(request, "operator/verify.html", viewer, report=report)
+
+
+@router.get("/budgets")
+def budgets(request: Request, viewer: OperatorDep) -> Response:
+    """Every organisation's budget per policy."""
+    rows = [
+        (b, charts.meter(b.epsilon_granted, b.epsilon_spent, b.epsilon_reserved))
+        for b in backend(request).budgets(viewer.principal)
+    ]
+    return render(request, "operator/budgets.html", viewer, rows=rows)
+
+
+@router.get("/users")
+def users(request: Request, viewer: OperatorDep) -> Response:
+    """Users, their roles and organisations, and their tokens (never the secrets)."""
+    return render(request, "operator/users.html", viewer, users=backend(request).users(viewer.principal))
+
+
+@router.get("/usage")
+def usage(request: Request, viewer: OperatorDep) -> Response:
+    """Usage over time across every organisation and dataset."""
+    return render(request, "usage.html", viewer, **usage_charts(request, viewer))  # type: ignore[arg-type]
