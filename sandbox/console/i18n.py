@@ -8,7 +8,6 @@ language switch, else the best match of the browser's ``Accept-Language``, else 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -93,4 +92,25 @@ def lazy(message: str) -> str:
     return message
 
 
-Gettext = Callable[..., str]
+VOCABULARY = (  # values shown translated: classifications, column roles, states, user roles, series
+    lazy("general"),
+    lazy("important"),
+    lazy("core"),
+    lazy("privacy_unit"),
+    lazy("identifier"),
+    lazy("dimension"),
+    lazy("measure"),
+    lazy("pending"),
+    lazy("approved"),
+    lazy("rejected"),
+    lazy("active"),
+    lazy("revoked"),
+    lazy("expired"),
+    lazy("reserved"),
+    lazy("answered"),
+    lazy("failed"),
+    lazy("refused"),
+    lazy("analyst"),
+    lazy("owner"),
+    lazy("operator"),
+)

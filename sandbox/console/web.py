@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from sandbox.api.deps import ensure_role
 from sandbox.console.backend import Backend
-from sandbox.console.i18n import LANG_COOKIE, Translator, negotiate, translator
+from sandbox.console.i18n import LANG_COOKIE, Translator, lazy, negotiate, translator
 from sandbox.console.session import NONCE_COOKIE, SESSION_COOKIE, Session, SessionKeys
 from sandbox.errors import Forbidden, SandboxError
 from sandbox.principals import Principal, Role
@@ -155,10 +155,33 @@ FormDep = Annotated[dict[str, Any], Depends(get_form)]
 
 
 NAV = (
-    (Role.ANALYST, "analyst", "Analyst"),
-    (Role.OWNER, "owner", "Data owner"),
-    (Role.OPERATOR, "operator", "Operator"),
+    (Role.ANALYST, "analyst", lazy("Analyst")),
+    (Role.OWNER, "owner", lazy("Data owner")),
+    (Role.OPERATOR, "operator", lazy("Operator")),
 )
+PAGES = {
+    "analyst": (
+        ("/analyst", lazy("My policies")),
+        ("/analyst/catalogue", lazy("Catalogue")),
+        ("/analyst/requests", lazy("My requests")),
+        ("/analyst/queries", lazy("Query history")),
+        ("/analyst/sql", lazy("SQL")),
+    ),
+    "owner": (
+        ("/owner", lazy("Inbox")),
+        ("/owner/policies", lazy("Policies")),
+        ("/owner/datasets", lazy("Datasets")),
+        ("/owner/register", lazy("Register a dataset")),
+        ("/owner/usage", lazy("Usage")),
+    ),
+    "operator": (
+        ("/operator", lazy("Service health")),
+        ("/operator/audit", lazy("Audit log")),
+        ("/operator/budgets", lazy("Budgets")),
+        ("/operator/users", lazy("Users and tokens")),
+        ("/operator/usage", lazy("Usage")),
+    ),
+}
 
 
 def render(
@@ -183,6 +206,7 @@ def render(
         csrf=csrf,
         nav=[(path, label) for role, path, label in NAV if viewer is not None and viewer.has(role)],
         path=request.url.path,
+        pages=PAGES,
         **context,
     )
     return HTMLResponse(html, status_code=status_code)
