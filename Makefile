@@ -1,6 +1,6 @@
 # Two entry points: `make demo` (run the product locally) and `make test` (everything CI checks).
-# Both create .venv and install what they need; `make test` also installs Chromium (Debian package,
-# when run as root) for the browser tests.
+# Both create .venv and install what they need; `make test` also installs Chromium and a CJK font
+# (Debian packages, when run as root) for the browser tests.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -23,6 +23,13 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not found and cannot be installed here: browser tests will be skipped"; fi; }
+	@# a CJK font, so screenshots of the Chinese console show its text
+	@fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null || \
+	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null; }; \
+	  else echo "fonts-noto-cjk not installed: Chinese screenshots will show boxes"; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check sandbox tests bench data

@@ -26,7 +26,7 @@ def one(form: dict[str, Any], key: str) -> str | None:
 
 def parse(schema: type[Model], data: dict[str, Any]) -> tuple[Model | None, list[tuple[str, str]]]:
     """``schema`` validated from ``data`` (blank fields left out): the model, or every problem."""
-    cleaned = {k: v for k, v in data.items() if v is not None and v != [] and v != ""}
+    cleaned = {k: v for k, v in data.items() if v not in (None, [], "")}
     try:
         return schema.model_validate(cleaned), []
     except ValidationError as error:

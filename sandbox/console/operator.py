@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel, Field
 
 from sandbox import __version__
 from sandbox.api.timeutil import utc
@@ -20,7 +21,6 @@ from sandbox.console.web import FormDep, OperatorDep, backend, render
 
 router = APIRouter(prefix="/operator")
 
-Text = Annotated[str, Query(max_length=128)]
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 
 
@@ -50,45 +50,53 @@ def home(request: Request, viewer: OperatorDep) -> Response:
     )
 
 
-def _filters(actor: str, org: str, dataset: str, type: str, since: str, until: str) -> dict[str, Any]:
-    def moment(text: str) -> datetime | None:
-        try:
-            return utc(datetime.fromisoformat(text)) if text else None
-        except ValueError:
-            return None
+class AuditQuery(BaseModel):
+    """The audit page's filters (the same as ``GET /api/v1/audit``'s); dates are ISO dates or times."""
 
-    return {
-        "actor": actor or None,
-        "organisation": org or None,
-        "dataset": dataset or None,
-        "type": type or None,
-        "since": moment(since),
-        "until": moment(until),
-    }
+    actor: str = Field("", max_length=128)
+    org: str = Field("", max_length=128)
+    dataset: str = Field("", max_length=128)
+    type: str = Field("", max_length=64)
+    since: str = Field("", max_length=32)
+    until: str = Field("", max_length=32)
+
+    def filters(self) -> dict[str, Any]:
+        """Keyword arguments of the control plane's audit calls."""
+        return {
+            "actor": self.actor or None,
+            "organisation": self.org or None,
+            "dataset": self.dataset or None,
+            "type": self.type or None,
+            "since": _moment(self.since),
+            "until": _moment(self.until),
+        }
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        return utc(datetime.fromisoformat(text)) if text else None
+    except ValueError:
+        return None
+
+
+AuditQueryDep = Annotated[AuditQuery, Query()]
 
 
 @router.get("/audit")
 def audit(
     request: Request,
     viewer: OperatorDep,
-    actor: Text = "",
-    org: Text = "",
-    dataset: Text = "",
-    type: Text = "",
-    since: Text = "",
-    until: Text = "",
+    query: AuditQueryDep,
     after: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
     """The audit log: newest page by default, or pages forward in chain order from ``after``."""
-    filters = _filters(actor, org, dataset, type, since, until)
-    events = backend(request).audit_events(viewer.principal, filters, after=after, limit=AUDIT_PAGE)
-    query = {"actor": actor, "org": org, "dataset": dataset, "type": type, "since": since, "until": until}
+    events = backend(request).audit_events(viewer.principal, query.filters(), after=after, limit=AUDIT_PAGE)
     return render(
         request,
         "operator/audit.html",
         viewer,
         events=events,
-        query=query,
+        query=query.model_dump(),
         after=after,
         more=len(events) == AUDIT_PAGE,
         types=[t.value for t in EventType],
@@ -99,18 +107,11 @@ def audit(
 def export(
     request: Request,
     viewer: OperatorDep,
+    query: AuditQueryDep,
     format: Literal["jsonl", "csv"] = "csv",
-    actor: Text = "",
-    org: Text = "",
-    dataset: Text = "",
-    type: Text = "",
-    since: Text = "",
-    until: Text = "",
 ) -> Response:
     """The filtered events as a JSON Lines or CSV download, exactly as hashed."""
-    text = backend(request).export_audit(
-        viewer.principal, format, _filters(actor, org, dataset, type, since, until)
-    )
+    text = backend(request).export_audit(viewer.principal, format, query.filters())
     return Response(
         text,
         media_type=MEDIA_TYPES[format],
@@ -152,4 +153,4 @@ def users(request: Request, viewer: OperatorDep) -> Response:
 @router.get("/usage")
 def usage(request: Request, viewer: OperatorDep) -> Response:
     """Usage over time across every organisation and dataset."""
-    return render(request, "usage.html", viewer, **usage_charts(request, viewer))  # type: ignore[arg-type]
+    return render(request, "usage.html", viewer, **usage_charts(request, viewer))

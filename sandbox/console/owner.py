@@ -11,8 +11,8 @@ from fastapi.responses import RedirectResponse, Response
 from sandbox.api.schemas import Approval, DatasetRegistration, Rejection, Revocation
 from sandbox.console import charts
 from sandbox.console.forms import many, one, parse
-from sandbox.console.web import FormDep, OwnerDep, backend, base_url, render
-from sandbox.errors import MetadataInvalid, SandboxError
+from sandbox.console.web import FormDep, OwnerDep, Viewer, backend, base_url, render
+from sandbox.errors import InvalidRequest, MetadataInvalid, SandboxError
 from sandbox.query.summary import AggregateKind
 
 router = APIRouter(prefix="/owner")
@@ -81,7 +81,7 @@ def decide(request: Request, viewer: OwnerDep, request_id: str) -> Response:
 @router.post("/requests/{request_id}/approve")
 def approve(request: Request, viewer: OwnerDep, form: FormDep, request_id: str) -> Response:
     """Approve with what the form narrowed; every problem is shown at once."""
-    data = {
+    data: dict[str, Any] = {
         k: one(form, k)
         for k in (
             "epsilon",
@@ -142,9 +142,9 @@ def policies(request: Request, viewer: OwnerDep) -> Response:
 @router.post("/policies/{policy_id}/revoke")
 def revoke(request: Request, viewer: OwnerDep, form: FormDep, policy_id: str) -> Response:
     """Revoke an active policy; the next query under it is refused."""
-    body, problems = parse(Revocation, {"reason": one(form, "reason")})
+    body, _ = parse(Revocation, {"reason": one(form, "reason")})
     if body is None:
-        raise SandboxError("a revocation needs a reason", code="request.invalid")
+        raise InvalidRequest("a revocation needs a reason", code="request.invalid")
     backend(request).revoke(viewer.principal, policy_id, body)
     return RedirectResponse(f"{base_url(request)}/owner/policies", status_code=303)
 
@@ -231,7 +231,7 @@ def usage(request: Request, viewer: OwnerDep) -> Response:
     return render(request, "usage.html", viewer, **usage_charts(request, viewer))
 
 
-def usage_charts(request: Request, viewer: OwnerDep) -> dict[str, Any]:
+def usage_charts(request: Request, viewer: Viewer) -> dict[str, Any]:
     """The charts of the usage page (owners: their datasets; operators: everything)."""
     weeks = backend(request).weekly_usage(viewer.principal, WEEKS)
     spent = []

@@ -39,7 +39,9 @@ FLOWS = {
 def browser() -> Iterator[Browser]:
     """Headless Debian Chromium."""
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield chromium
         finally:
@@ -53,7 +55,9 @@ class Offline:
         self.world = world
         self.blocked: list[str] = []
         self.console_errors: list[str] = []
-        self.context: BrowserContext = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+        self.context: BrowserContext = browser.new_context(
+            locale=locale, viewport={"width": 1280, "height": 900}
+        )
         self.context.set_default_timeout(STEP_MS)
         self.context.route("**/*", self._route)
 
@@ -165,7 +169,9 @@ def test_each_role_end_to_end(browser: Browser, console_world: ConsoleWorld, lan
     page.goto(f"{console_world.console}/analyst/sql?dataset=pums")
     page.locator("#sql").fill("SELECT educ, COUNT(*) AS n FROM people GROUP BY educ")
     page.locator("button[value=run]").click()
-    expect(page.locator(".problems code")).to_be_visible()  # educ was narrowed away: a refusal naming its rule
+    expect(
+        page.locator(".problems code")
+    ).to_be_visible()  # educ was narrowed away: a refusal naming its rule
     analyst_side.close()
 
     # operator: find the events, open one, verify the chain, export
@@ -205,7 +211,14 @@ def test_an_analyst_gets_a_403_page_for_owner_and_operator_pages(
 ) -> None:
     side = Offline(browser, console_world, "en-US")
     page = sign_in(side, "alice", FLOWS["en"][3])
-    for path in ("/owner", "/owner/policies", "/owner/register", "/operator", "/operator/audit", "/operator/users"):
+    for path in (
+        "/owner",
+        "/owner/policies",
+        "/owner/register",
+        "/operator",
+        "/operator/audit",
+        "/operator/users",
+    ):
         response = page.goto(f"{console_world.console}{path}")
         assert response is not None and response.status == 403, path
         expect(page.locator(".error-page code.code")).to_have_text("auth.role_required")
@@ -235,10 +248,16 @@ def test_a_stored_xss_attempt_renders_inert(browser: Browser, console_world: Con
     owner_side.close()
 
 
-def test_a_form_posted_without_its_csrf_token_is_refused(browser: Browser, console_world: ConsoleWorld) -> None:
+def test_a_form_posted_without_its_csrf_token_is_refused(
+    browser: Browser, console_world: ConsoleWorld
+) -> None:
     side = Offline(browser, console_world, "en-US")
     page = sign_in(side, "olivia", FLOWS["en"][3])
-    for form in ({"reason": "no token"}, {"reason": "forged", "csrf": "0" * 64}):
+    forms: list[dict[str, str | float | bool]] = [
+        {"reason": "no token"},
+        {"reason": "forged", "csrf": "0" * 64},
+    ]
+    for form in forms:
         response = page.request.post(f"{console_world.console}/owner/policies/pol_x/revoke", form=form)
         assert response.status == 403
         assert "console.csrf_failed" in response.text()
