@@ -154,6 +154,8 @@ gateway = {
     "cwd": str(GATEWAY_HOME),
     "environment": gateway_environment,
     "oauth_no_confirm": True,
+    # the console signs its users in through the hub (one login for hub and console)
+    "oauth_redirect_uri": f"/services/{SERVICE}/console/oauth_callback",
     "oauth_client_allowed_scopes": [],
     "display": True,
 }

@@ -120,6 +120,7 @@ def _hub_environment() -> dict[str, str]:
 
 
 def _callback_url(request: Request) -> str:
+    """The redirect URI registered with the hub (the gateway service's ``oauth_redirect_uri``)."""
     return f"{base_url(request)}/oauth_callback"
 
 

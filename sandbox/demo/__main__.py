@@ -137,6 +137,7 @@ def _banner(url: str, password: str, system: bool, seconds: float) -> str:
     lines += [
         "",
         "  log in as alice and open notebooks/01_analyst_quickstart.ipynb",
+        f"  web console (owners, operators, analysts; same logins): {url}/services/sandbox-gateway/console/",
         f"  gateway API (OpenAPI): {url}/services/sandbox-gateway/docs",
         "  isolation: "
         + (
