@@ -60,7 +60,7 @@ class Bars:
 def bars(items: list[tuple[str, float]]) -> Bars:
     """Horizontal bars for (label, value) pairs, longest = the chart's value area."""
     largest = max((v for _, v in items), default=0.0) or 1.0
-    area = WIDTH - 260
+    area = WIDTH - 260 - 70  # room for the value after the longest bar
     drawn = [
         Bar(label, value, i * (BAR_HEIGHT + 6), area * value / largest)
         for i, (label, value) in enumerate(items)

@@ -38,7 +38,12 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.mark.parametrize(
-    ("user", "home", "heading"), [("census", "/owner", "Pending requests"), (None, "/analyst", "My policies")]
+    ("user", "home", "heading"),
+    [
+        ("census", "/owner", "Pending requests"),
+        ("oscar", "/operator", "Service health"),
+        (None, "/analyst", "My policies"),
+    ],
 )
 def test_one_hub_login_reaches_the_console_home(
     browser: Browser, hub: Hub, user: str | None, home: str, heading: str
