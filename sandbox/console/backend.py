@@ -24,13 +24,18 @@ from sandbox.api.schemas import (
     Revocation,
 )
 from sandbox.api.services import Services, can_see
-from sandbox.audit.models import AuditEventView, VerifyReport
-from sandbox.auth.tokens import TokenView
 from sandbox.catalog.models import DatasetRecord
+from sandbox.control import (
+    AccessRequestView,
+    AuditEventView,
+    BudgetView,
+    PolicyView,
+    QueryView,
+    TokenView,
+    UsageReport,
+    VerifyReport,
+)
 from sandbox.errors import NotFound
-from sandbox.ledger import BudgetView, QueryView
-from sandbox.metering import UsageReport
-from sandbox.policies.models import AccessRequestView, PolicyView
 from sandbox.principals import Principal, Role
 
 AUDIT_PAGE = 50

@@ -132,3 +132,17 @@ def test_api_docs_load_every_asset_from_the_gateway(console_world: ConsoleWorld)
             assert source.startswith("/"), source  # nothing from another host
             assert httpx.get(f"{console_world.base_url}{source}").status_code == 200, source
         assert "fonts.googleapis" not in page.text and "cdn" not in page.text.lower()
+
+
+def test_a_revoked_token_ends_the_session_at_once(console_world: ConsoleWorld) -> None:
+    from sandbox.control import ControlPlane
+
+    with ControlPlane(console_world.settings) as control:
+        issued = control.issue_token("oscar", actor="test", note="revoked in a test")
+        client = httpx.Client(base_url=console_world.console, timeout=30)
+        form = client.get("/login")
+        client.post("/login", data={"token": issued.token, "csrf": csrf_of(form.text)})
+        assert client.get("/operator").status_code == 200
+        control.revoke_token(issued.id, actor="test")
+    answer = client.get("/operator")
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
