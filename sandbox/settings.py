@@ -82,6 +82,13 @@ class Settings(BaseSettings):
         "default in jupyterhub mode: $JUPYTERHUB_SERVICE_PREFIX.",
     )
 
+    # web console
+    notification_webhooks: dict[str, str] = Field(
+        default_factory=dict,
+        description="Outgoing notification webhooks, organisation → URL (JSON object in the environment): "
+        "each new console notification of that organisation is POSTed there as JSON.",
+    )
+
     @cached_property
     def home_dir(self) -> Path:
         """``home`` with ``~`` expanded, made absolute."""

@@ -9,9 +9,12 @@ one control plane per process. ``/docs`` and ``/redoc`` load Swagger UI and ReDo
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import fastapi_offline
 from fastapi import FastAPI, Request
@@ -26,6 +29,7 @@ from sandbox.console.backend import Backend
 from sandbox.console.errors import error_page
 from sandbox.console.session import SessionKeys
 from sandbox.console.web import Console, LoginRequired, base_url
+from sandbox.console.webhooks import deliver_forever
 from sandbox.errors import InternalError, NotFound, SandboxError
 from sandbox.settings import Settings
 
@@ -100,8 +104,11 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
 
 
 def mount_console(app: FastAPI, settings: Settings) -> None:
-    """Mount the console at ``/console`` and serve ``/docs`` and ``/redoc`` without a CDN."""
+    """Mount the console at ``/console``, serve ``/docs`` and ``/redoc`` without a CDN and, when
+    configured, deliver notification webhooks while the app runs."""
     app.mount("/console", create_console(app, settings), name="console")
+    if settings.notification_webhooks:
+        _deliver_webhooks(app, settings)
     app.mount("/docs-static", StaticFiles(directory=DOCS_STATIC), name="docs-static")
 
     def prefix(request: Request) -> str:
@@ -128,3 +135,19 @@ def mount_console(app: FastAPI, settings: Settings) -> None:
             redoc_favicon_url=f"{root}/docs-static/favicon.png",
             with_google_fonts=False,
         )
+
+
+def _deliver_webhooks(app: FastAPI, settings: Settings) -> None:
+    """Run ``deliver_forever`` inside the app's lifespan (after the services are open)."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(parent: FastAPI) -> AsyncIterator[Any]:
+        async with inner(parent) as state:
+            task = asyncio.create_task(deliver_forever(Backend(parent.state.services), settings))
+            try:
+                yield state
+            finally:
+                task.cancel()
+
+    app.router.lifespan_context = lifespan
