@@ -15,17 +15,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from chromium import chromium, needs_chromium
 from console_support import REPO, XSS, ConsoleWorld
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 ARTIFACTS = Path(os.environ.get("SANDBOX_TEST_ARTIFACTS", REPO / ".artifacts")) / "console"
 STEP_MS = 20_000
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (`make browser`)"),
+    needs_chromium,
 ]
 
 # per language: browser locale, analyst, their organisation, words the pages must show
@@ -38,14 +37,8 @@ FLOWS = {
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Headless Debian Chromium."""
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 class Offline:

@@ -15,21 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from chromium import chromium, needs_chromium
+from playwright.sync_api import Browser, Page, expect
 from workspace_support import NOTEBOOKS, PASSWORD, Hub
 
 from sandbox.demo import isolation
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 QUICKSTART = "01_analyst_quickstart.ipynb"
 WHOAMI = "whoami.ipynb"
 STEP_MS = 60_000  # one UI step: a spawn, loading JupyterLab, running the quickstart
@@ -39,21 +30,15 @@ STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]
 pytestmark = [
     pytest.mark.hub,
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (`make browser`)"),
+    needs_chromium,
 ]
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Headless Chromium that stays off the network except for the hub on 127.0.0.1."""
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def put_notebooks(hub: Hub, user: str, notebooks: dict[str, str]) -> None:

@@ -8,33 +8,26 @@ policies. Headless Debian Chromium; nothing but 127.0.0.1 is reachable.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Route, expect, sync_playwright
+from chromium import chromium, needs_chromium
+from playwright.sync_api import Browser, Route, expect
 from workspace_support import PASSWORD, Hub
 
-CHROMIUM = Path("/usr/bin/chromium")
 STEP_MS = 60_000
 
 pytestmark = [
     pytest.mark.hub,
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (`make browser`)"),
+    needs_chromium,
 ]
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Headless Chromium."""
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.mark.parametrize(
