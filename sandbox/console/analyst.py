@@ -91,7 +91,7 @@ def request_access(request: Request, viewer: AnalystDep, form: FormDep) -> Respo
         "delta": one(form, "delta"),
         "valid_until": one(form, "valid_until"),
     }
-    body, problems = parse(AccessRequestCreate, data)
+    body, problems = parse(AccessRequestCreate, data, ("epsilon", "delta"))
     if body is None:
         return _request_form(request, viewer, form, problems, 422)
     backend(request).request_access(viewer.principal, body)
@@ -143,7 +143,7 @@ def sql_form(request: Request, viewer: AnalystDep, dataset: str = "") -> Respons
 def sql_run(request: Request, viewer: AnalystDep, form: FormDep) -> Response:
     """Estimate (spends nothing) or run (spends budget) the query in the form."""
     data = {k: one(form, k) for k in ("dataset", "sql", "epsilon", "delta")}
-    body, problems = parse(QueryRequest, data)
+    body, problems = parse(QueryRequest, data, ("epsilon", "delta"))
     if body is None:
         return _sql_page(request, viewer, form, 422, problems=problems)
     try:

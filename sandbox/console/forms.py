@@ -24,9 +24,27 @@ def one(form: dict[str, Any], key: str) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def parse(schema: type[Model], data: dict[str, Any]) -> tuple[Model | None, list[tuple[str, str]]]:
-    """``schema`` validated from ``data`` (blank fields left out): the model, or every problem."""
+def number(text: str) -> float | int | str:
+    """A form field's number (the API's schemas take numbers strictly); the text if it is none."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse(
+    schema: type[Model], data: dict[str, Any], numbers: tuple[str, ...] = ()
+) -> tuple[Model | None, list[tuple[str, str]]]:
+    """``schema`` validated from ``data`` (blank fields left out, ``numbers`` read as numbers): the
+    model, or every problem."""
     cleaned = {k: v for k, v in data.items() if v not in (None, [], "")}
+    for key in numbers:
+        if isinstance(cleaned.get(key), str):
+            cleaned[key] = number(cleaned[key])
     try:
         return schema.model_validate(cleaned), []
     except ValidationError as error:

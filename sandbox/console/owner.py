@@ -18,6 +18,7 @@ from sandbox.query.summary import AggregateKind
 router = APIRouter(prefix="/owner")
 
 WEEKS = 8
+NUMBERS = ("epsilon", "delta", "max_epsilon_per_query", "max_delta_per_query", "min_group_size")
 
 
 @router.get("")
@@ -94,7 +95,7 @@ def approve(request: Request, viewer: OwnerDep, form: FormDep, request_id: str) 
     }
     data["columns"] = many(form, "columns") or None
     data["aggregates"] = many(form, "aggregates") or None
-    body, problems = parse(Approval, data)
+    body, problems = parse(Approval, data, NUMBERS)
     if body is None:
         return _decision_page(request, viewer, request_id, form=form, problems=problems, status=422)
     try:

@@ -146,3 +146,16 @@ def test_a_revoked_token_ends_the_session_at_once(console_world: ConsoleWorld) -
         control.revoke_token(issued.id, actor="test")
     answer = client.get("/operator")
     assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
+
+
+def test_a_request_form_lists_every_problem_with_the_api_rules(console_world: ConsoleWorld) -> None:
+    analyst = signed_in(console_world, "alice")
+    page = analyst.get("/analyst/requests/new", params={"dataset": "pums"})
+    answer = analyst.post(
+        "/analyst/requests/new",
+        data={"dataset": "pums", "purpose": "x", "epsilon": "abc", "delta": "2", "csrf": csrf_of(page.text)},
+    )
+    assert answer.status_code == 422
+    listed = answer.text.split('class="problems"')[1].split("</div>")[0]
+    for field in ("epsilon", "delta", "columns", "valid_until"):
+        assert f"<code>{field}</code>" in listed, field
