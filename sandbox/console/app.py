@@ -22,11 +22,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox.console import analyst, auth, common, operator, owner
 from sandbox.console.backend import Backend
-from sandbox.console.errors import error_page
+from sandbox.console.errors import error_page, viewer_or_none
 from sandbox.console.session import SessionKeys
 from sandbox.console.web import Console, LoginRequired, base_url
 from sandbox.console.webhooks import deliver_forever
@@ -89,7 +90,8 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
     @console.exception_handler(SandboxError)
     async def sandbox_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, SandboxError)
-        return error_page(request, error)
+        viewer = None if error.http_status in (401, 429) else await run_in_threadpool(viewer_or_none, request)
+        return error_page(request, error, viewer)
 
     @console.exception_handler(RequestValidationError)
     async def invalid(request: Request, _error: Exception) -> Response:

@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from sandbox.console.i18n import lazy
-from sandbox.console.web import render
+from sandbox.console.web import LoginRequired, Viewer, get_viewer, render
 from sandbox.errors import SandboxError
 
 TITLES = {
@@ -39,12 +39,21 @@ def explanation(error: SandboxError) -> str:
     return EXPLANATIONS.get(error.code) or TITLES.get(error.http_status, lazy("The request was refused."))
 
 
-def error_page(request: Request, error: SandboxError) -> HTMLResponse:
-    """The error page with the status, code and message of ``error``."""
+def error_page(request: Request, error: SandboxError, viewer: Viewer | None = None) -> HTMLResponse:
+    """The error page with the status, code and message of ``error`` (and the viewer's navigation)."""
     return render(
         request,
         "error.html",
+        viewer,
         status_code=error.http_status,
         error=error,
         explanation=explanation(error),
     )
+
+
+def viewer_or_none(request: Request) -> Viewer | None:
+    """The signed-in viewer, if any, for the error page's navigation (blocking: call in a thread)."""
+    try:
+        return get_viewer(request)
+    except (LoginRequired, SandboxError):
+        return None
