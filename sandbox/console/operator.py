@@ -3,7 +3,7 @@ every organisation's budget, users and tokens, usage charts."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -68,15 +68,19 @@ class AuditQuery(BaseModel):
             "dataset": self.dataset or None,
             "type": self.type or None,
             "since": _moment(self.since),
-            "until": _moment(self.until),
+            "until": _moment(self.until, end_of_day=True),
         }
 
 
-def _moment(text: str) -> datetime | None:
+def _moment(text: str, *, end_of_day: bool = False) -> datetime | None:
+    """An ISO date or time (UTC if naive); a bare date as an end means the end of that day."""
     try:
-        return utc(datetime.fromisoformat(text)) if text else None
+        moment = utc(datetime.fromisoformat(text)) if text else None
     except ValueError:
         return None
+    if moment is not None and end_of_day and len(text) == len("2026-01-01"):
+        moment += timedelta(days=1)
+    return moment
 
 
 AuditQueryDep = Annotated[AuditQuery, Query()]

@@ -159,3 +159,15 @@ def test_a_request_form_lists_every_problem_with_the_api_rules(console_world: Co
     listed = answer.text.split('class="problems"')[1].split("</div>")[0]
     for field in ("epsilon", "delta", "columns", "valid_until"):
         assert f"<code>{field}</code>" in listed, field
+
+
+def test_the_audit_filter_takes_whole_days(console_world: ConsoleWorld) -> None:
+    from datetime import UTC, datetime
+
+    operator = signed_in(console_world, "oscar")
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    page = operator.get("/operator/audit", params={"since": today, "until": today, "type": "user.added"})
+    assert page.status_code == 200
+    assert page.text.count("<code>user.added</code>") == 4  # the four users, added today
+    before = operator.get("/operator/audit", params={"until": "2000-01-01"})
+    assert "user.added" not in before.text.split("<tbody>")[1]
