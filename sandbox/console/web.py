@@ -51,7 +51,7 @@ class CsrfRejected(Forbidden):
 
 @dataclass(frozen=True)
 class Console:
-    """What the console app holds: the backend factory and the session keys."""
+    """What the console app holds: the session keys and the sign-in mode."""
 
     keys: SessionKeys
     auth_mode: str
