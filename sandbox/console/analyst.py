@@ -43,7 +43,8 @@ def catalogue(request: Request, viewer: AnalystDep) -> Response:
         for r in backend(request).datasets(viewer.principal)
         if r.metadata.classification != Classification.CORE
     ]
-    return render(request, "analyst/catalogue.html", viewer, datasets=found)
+    active = {p.dataset for p in backend(request).policies(viewer.principal) if p.status == "active"}
+    return render(request, "analyst/catalogue.html", viewer, datasets=found, active=active)
 
 
 @router.get("/catalogue/{name}")
