@@ -201,6 +201,11 @@ class Backend:
         tokens = self.control.list_tokens()
         return [(user, [t for t in tokens if t.username == user.name]) for user in self.control.list_users()]
 
+    def revoke_token(self, principal: Principal, token_id: str) -> None:
+        """Revoke an API token (operators; ``token.revoked`` names the operator)."""
+        self.require(principal, Role.OPERATOR)
+        self.control.revoke_token(token_id, actor=principal.name)
+
     def metrics_text(self, principal: Principal) -> str:
         """The Prometheus exposition (``GET /metrics``)."""
         self.require(principal, Role.OPERATOR)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 
@@ -17,7 +17,7 @@ from sandbox.audit.models import EventType
 from sandbox.console import charts
 from sandbox.console.backend import AUDIT_PAGE
 from sandbox.console.owner import usage_charts
-from sandbox.console.web import FormDep, OperatorDep, backend, render
+from sandbox.console.web import FormDep, OperatorDep, backend, base_url, render
 
 router = APIRouter(prefix="/operator")
 
@@ -152,6 +152,13 @@ def budgets(request: Request, viewer: OperatorDep) -> Response:
 def users(request: Request, viewer: OperatorDep) -> Response:
     """Users, their roles and organisations, and their tokens (never the secrets)."""
     return render(request, "operator/users.html", viewer, users=backend(request).users(viewer.principal))
+
+
+@router.post("/tokens/{token_id}/revoke")
+def revoke_token(request: Request, viewer: OperatorDep, _form: FormDep, token_id: str) -> Response:
+    """Revoke an API token; sessions signed in with it end at their next page."""
+    backend(request).revoke_token(viewer.principal, token_id)
+    return RedirectResponse(f"{base_url(request)}/operator/users", status_code=303)
 
 
 @router.get("/usage")

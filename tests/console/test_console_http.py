@@ -134,18 +134,25 @@ def test_api_docs_load_every_asset_from_the_gateway(console_world: ConsoleWorld)
         assert "fonts.googleapis" not in page.text and "cdn" not in page.text.lower()
 
 
-def test_a_revoked_token_ends_the_session_at_once(console_world: ConsoleWorld) -> None:
+def test_a_token_revoked_by_an_operator_ends_its_session_at_once(console_world: ConsoleWorld) -> None:
     from sandbox.control import ControlPlane
 
     with ControlPlane(console_world.settings) as control:
-        issued = control.issue_token("oscar", actor="test", note="revoked in a test")
-        client = httpx.Client(base_url=console_world.console, timeout=30)
-        form = client.get("/login")
-        client.post("/login", data={"token": issued.token, "csrf": csrf_of(form.text)})
-        assert client.get("/operator").status_code == 200
-        control.revoke_token(issued.id, actor="test")
-    answer = client.get("/operator")
+        issued = control.issue_token("bob", actor="test", note="revoked in a test")
+    client = httpx.Client(base_url=console_world.console, timeout=30)
+    form = client.get("/login")
+    client.post("/login", data={"token": issued.token, "csrf": csrf_of(form.text)})
+    assert client.get("/analyst").status_code == 200
+    operator = signed_in(console_world, "oscar")
+    users = operator.get("/operator/users")
+    assert f"/operator/tokens/{issued.id}/revoke" in users.text
+    answer = operator.post(f"/operator/tokens/{issued.id}/revoke", data={"csrf": csrf_of(users.text)})
+    assert answer.status_code == 303
+    answer = client.get("/analyst")
     assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
+    with ControlPlane(console_world.settings) as control:
+        event = control.audit_events(control.get_principal("oscar"), type="token.revoked", limit=1)[-1]
+    assert event.actor == "oscar"
 
 
 def test_a_request_form_lists_every_problem_with_the_api_rules(console_world: ConsoleWorld) -> None:
