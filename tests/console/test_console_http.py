@@ -75,6 +75,7 @@ def test_every_page_carries_a_strict_content_security_policy(console_world: Cons
     assert (
         "'unsafe-inline'" not in CONTENT_SECURITY_POLICY and "default-src 'none'" in CONTENT_SECURITY_POLICY
     )
+    assert "script-src" not in CONTENT_SECURITY_POLICY  # default-src 'none': no script runs
 
 
 def test_roles_are_checked_server_side_with_the_api_codes(console_world: ConsoleWorld) -> None:
