@@ -25,14 +25,9 @@ router = APIRouter(prefix="/analyst")
 def home(request: Request, viewer: AnalystDep) -> Response:
     """The organisation's policies, each with its budget meter."""
     budgets = backend(request).budgets(viewer.principal)
-    lifetime: dict[tuple[str, str], float] = {}
-    for b in budgets:  # every policy the organisation ever held on the dataset
-        lifetime[(b.organisation, b.dataset)] = (
-            lifetime.get((b.organisation, b.dataset), 0.0) + b.epsilon_spent
-        )
     meters = [(b, charts.meter(b.epsilon_granted, b.epsilon_spent, b.epsilon_reserved)) for b in budgets]
     hub = backend(request).services.settings.auth_mode == "jupyterhub"
-    return render(request, "analyst/home.html", viewer, meters=meters, lifetime=lifetime, hub=hub)
+    return render(request, "analyst/home.html", viewer, meters=meters, hub=hub)
 
 
 @router.get("/catalogue")

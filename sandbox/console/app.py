@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sandbox.console import analyst, auth, common, operator, owner
+from sandbox.console import analyst, auth, common, operator, owner, owner_amend
 from sandbox.console.backend import Backend
 from sandbox.console.errors import error_page, viewer_or_none
 from sandbox.console.session import SessionKeys
@@ -64,7 +64,7 @@ def create_console(parent: FastAPI, settings: Settings) -> FastAPI:
     console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     console.state.console = Console(keys=SessionKeys(settings.home_dir), auth_mode=settings.auth_mode)
     console.state.backend = lambda: Backend(parent.state.services)
-    for module in (auth, common, analyst, owner, operator):
+    for module in (auth, common, analyst, owner, owner_amend, operator):
         console.include_router(module.router)
     console.mount("/static", StaticFiles(directory=STATIC), name="static")
 

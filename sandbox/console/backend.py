@@ -15,9 +15,12 @@ from typing import Any, Literal
 
 from sandbox.api.deps import authenticate, ensure_role
 from sandbox.api.routes import access_requests, datasets, policies, queries
+from sandbox.api.routes import budget as budget_routes
 from sandbox.api.schemas import (
     AccessRequestCreate,
+    Amendment,
     Approval,
+    CapSetting,
     DatasetRegistration,
     QueryRequest,
     Rejection,
@@ -122,6 +125,16 @@ class Backend:
         """``POST /api/v1/policies/{id}/revoke`` (the dataset's owner)."""
         self.require(principal, Role.OWNER)
         return policies.revoke_policy(policy_id, body, principal, self.services)
+
+    def amend(self, principal: Principal, policy_id: str, body: Amendment) -> PolicyView:
+        """``POST /api/v1/policies/{id}/amend`` (the dataset's owner)."""
+        self.require(principal, Role.OWNER)
+        return policies.amend_policy(policy_id, body, principal, self.services)
+
+    def set_cap(self, principal: Principal, dataset: str, body: CapSetting) -> None:
+        """``PUT /api/v1/datasets/{name}/caps`` (the dataset's owner)."""
+        self.require(principal, Role.OWNER)
+        budget_routes.set_cap(dataset, body, principal, self.services)
 
     # ------------------------------------------------------------------ budget, queries, usage
 

@@ -167,8 +167,19 @@ def dataset(request: Request, viewer: OwnerDep, name: str) -> Response:
     record = backend(request).dataset(viewer.principal, name)
     certificate = backend(request).certificate(viewer.principal, name)
     report = backend(request).verify_certificate(certificate)
+    lifetime = {
+        b.organisation: (b.lifetime_epsilon_used, b.lifetime_epsilon_cap)
+        for b in backend(request).budgets(viewer.principal)
+        if b.dataset == name
+    }
     return render(
-        request, "owner/dataset.html", viewer, record=record, certificate=certificate, report=report
+        request,
+        "owner/dataset.html",
+        viewer,
+        record=record,
+        certificate=certificate,
+        report=report,
+        lifetime=sorted(lifetime.items()),
     )
 
 

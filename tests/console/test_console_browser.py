@@ -19,6 +19,9 @@ from chromium import chromium, needs_chromium
 from console_support import REPO, XSS, ConsoleWorld
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect
 
+from sandbox.catalog.registry import Catalog
+from sandbox.control import ControlPlane
+
 ARTIFACTS = Path(os.environ.get("SANDBOX_TEST_ARTIFACTS", REPO / ".artifacts")) / "console"
 STEP_MS = 20_000
 
@@ -256,3 +259,49 @@ def test_a_form_posted_without_its_csrf_token_is_refused(
         assert response.status == 403
         assert "console.csrf_failed" in response.text()
     side.close()
+
+
+def test_an_owner_amends_a_policy_and_caps_a_dataset(browser: Browser, console_world: ConsoleWorld) -> None:
+    with ControlPlane(console_world.settings) as control:
+        record = Catalog(console_world.settings.home_dir).get("pums_xss")
+        request = control.request_access(
+            control.get_principal("bob"),
+            record,
+            purpose="amendment test",
+            columns=["age", "sex", "income"],
+            epsilon=2.0,
+            delta=0.0,
+            valid_until=datetime.now(UTC) + timedelta(days=30),
+        )
+        policy = control.approve(
+            control.get_principal("olivia"), request.id, record, max_epsilon_per_query=1.0
+        )
+    side = Offline(browser, console_world, "zh-CN")
+    owner = sign_in(side, "olivia", FLOWS["zh_CN"][3])
+    owner.goto(f"{console_world.console}/owner/policies/{policy.id}/amend")
+    amend = owner.locator("form#amend")
+    amend.locator("#epsilon").fill("4")
+    amend.locator("input[name=columns][value=income]").uncheck()
+    amend.locator("#reason").fill("phase two")
+    shot(owner, "zh_CN", "owner-amend")
+    amend.locator("button[type=submit]").click()
+    expect(
+        owner.locator("table.grid tbody tr").filter(has_text="globex").filter(has_text="pums_xss")
+    ).to_contain_text("4")
+    owner.goto(f"{console_world.console}/owner/datasets/pums_xss")
+    caps = owner.locator("form#cap-form")
+    caps.locator("select[name=scope]").select_option("organisation")
+    caps.locator("input[name=organisation]").fill("globex")
+    caps.locator("input[name=epsilon]").fill("3")
+    caps.locator("button[type=submit]").click()
+    expect(owner.locator("#caps table").filter(has_text="globex")).to_contain_text("3")
+    shot(owner, "zh_CN", "owner-caps")
+    side.close()
+    with ControlPlane(console_world.settings) as control:
+        amended = control.get_policy(control.get_principal("olivia"), policy.id)
+        events = control.audit_events(control.get_principal("oscar"), type="policy.amended", limit=5)
+    assert amended.epsilon == 4.0 and "income" not in amended.columns
+    assert any(
+        e.payload.get("policy_id", e.payload.get("id")) == policy.id or policy.id in str(e.payload)
+        for e in events
+    )
