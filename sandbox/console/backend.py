@@ -26,7 +26,7 @@ from sandbox.api.schemas import (
     Rejection,
     Revocation,
 )
-from sandbox.api.services import Services, can_see
+from sandbox.api.services import Services
 from sandbox.catalog.models import DatasetRecord
 from sandbox.control import (
     AccessRequestView,
@@ -67,7 +67,7 @@ class Backend:
 
     def datasets(self, principal: Principal) -> list[DatasetRecord]:
         """Datasets visible to the principal (``GET /api/v1/datasets``)."""
-        return [r for r in self.services.catalog.list() if can_see(principal, r)]
+        return [r for r in self.services.catalog.list() if r.visible_to(principal)]
 
     def dataset(self, principal: Principal, name: str) -> DatasetRecord:
         """One visible dataset; ``NotFound`` for unknown and hidden ones alike."""

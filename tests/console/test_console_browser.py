@@ -301,7 +301,6 @@ def test_an_owner_amends_a_policy_and_caps_a_dataset(browser: Browser, console_w
         amended = control.get_policy(control.get_principal("olivia"), policy.id)
         events = control.audit_events(control.get_principal("oscar"), type="policy.amended", limit=5)
     assert amended.epsilon == 4.0 and "income" not in amended.columns
-    assert any(
-        e.payload.get("policy_id", e.payload.get("id")) == policy.id or policy.id in str(e.payload)
-        for e in events
-    )
+    event = next(e for e in events if e.payload["policy_id"] == policy.id)
+    assert event.actor == "olivia" and event.payload["reason"] == "phase two"
+    assert set(event.payload["new"]) == {"epsilon", "columns"}  # only what the owner changed

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
-from console_support import ConsoleWorld
+from console_support import ConsoleWorld, build_world
+from live_gateway import running_gateway
 
 from sandbox.console.app import CONTENT_SECURITY_POLICY
 
@@ -193,3 +195,40 @@ def test_analyst_pages_carry_no_data_digest(console_world: ConsoleWorld) -> None
         text = analyst.get(path).text
         shown = re.sub(r'value="[0-9a-f]{64}"', "", text)  # the CSRF token is not a data digest
         assert re.search(r"[0-9a-f]{64}", shown) is None, path
+
+
+def test_verify_names_a_tampered_stored_value(tmp_path: Path, shared_data: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from sandbox.catalog.registry import Catalog
+    from sandbox.control import ControlPlane
+    from sandbox.store.db import make_engine
+    from sandbox.store.models import Policy
+
+    world = build_world(tmp_path / "home", shared_data)
+    with ControlPlane(world.settings) as control:
+        pums = Catalog(world.settings.home_dir).get("pums")
+        request = control.request_access(
+            control.get_principal("alice"),
+            pums,
+            purpose="tamper test",
+            columns=["age"],
+            epsilon=1.0,
+            delta=0.0,
+            valid_until=datetime.now(UTC) + timedelta(days=3),
+        )
+        policy = control.approve(control.get_principal("olivia"), request.id, pums, max_epsilon_per_query=1.0)
+    engine = make_engine(world.settings.state_db_url)
+    with engine.begin() as connection:
+        connection.execute(update(Policy).where(Policy.id == policy.id).values(status="revoked"))
+    engine.dispose()
+    with running_gateway(world.settings) as base_url:
+        world.base_url = base_url
+        operator = signed_in(world, "oscar")
+        page = operator.post("/operator/audit/verify", data={"csrf": csrf_of(operator.get("/operator").text)})
+    assert page.status_code == 200
+    assert 'class="verdict bad"' in page.text
+    table = page.text.split('class="grid divergences"')[1].split("</table>")[0]
+    assert policy.id in table and "status" in table and "revoked" in table and "active" in table
