@@ -112,12 +112,19 @@ def decode_cursor(cursor: str | None, size: int) -> list[Any] | None:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         key = None
-    if not isinstance(key, list) or len(key) != size:
+    if not isinstance(key, list) or len(key) != size or not all(_cursor_part(part) for part in key):
         raise InvalidRequest(
             "the cursor is not one this service issued: pass next_cursor from the previous page",
             code="request.invalid_cursor",
         )
     return key
+
+
+def _cursor_part(part: Any) -> bool:
+    """A sort-key part a store can compare: a short text or a 64-bit integer."""
+    if isinstance(part, str):
+        return len(part) <= 256
+    return isinstance(part, int) and not isinstance(part, bool) and -(2**63) <= part < 2**63
 
 
 def page_size(limit: int) -> int:

@@ -62,7 +62,7 @@ def list_events(
     until: Until = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     after: Annotated[
-        int | None, Query(ge=0, description="Page forward from this seq (0: the start).")
+        int | None, Query(ge=0, le=2**63 - 1, description="Page forward from this seq (0: the start).")
     ] = None,
     cursor: CURSOR = None,
 ) -> list[AuditEventView]:
