@@ -3,8 +3,14 @@
 Each event's ``hash`` is the SHA-256 (hex) of the canonical JSON (sorted keys, no whitespace,
 UTF-8) of ``{seq, type, time, actor, organisation, dataset, payload, prev_hash}``, plus ``via``
 when the event has one (how the actor was verified, e.g. ``os:alice`` on the CLI); ``prev_hash`` is
-the previous event's hash (64 zeros for the first event). Events are appended inside the write
-transaction of the state change they record, so both commit or neither does.
+the previous event's hash (64 zeros for the first event).
+
+Every event is written inside the write transaction of the state change it records, so both
+commit or neither does. Governance changes ``append`` to the chain directly (their transaction
+holds the chain head). Queries, the hot path, ``defer`` their events to ``audit_pending`` instead,
+so concurrent queries never wait on one row; ``seal`` then links pending events into the chain in
+id order, many per transaction (on SQLite in the same transaction, on PostgreSQL moments later from
+each replica's sealer thread). Until sealed, an event is stored and counted but not yet linked.
 """
 
 from __future__ import annotations
@@ -14,20 +20,25 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, delete, insert, select, update
 
 from sandbox.audit.models import AuditEventView, EventType
 from sandbox.principals import Principal
 from sandbox.store.db import Runner
-from sandbox.store.models import AuditEvent, AuditHead, Base
+from sandbox.store.models import AuditEvent, AuditHead, Base, PendingEvent
 
 GENESIS_HASH = "0" * 64
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _EVENTS = Base.metadata.tables[AuditEvent.__tablename__]
 _HEAD = Base.metadata.tables[AuditHead.__tablename__]
+_PENDING = Base.metadata.tables[PendingEvent.__tablename__]
+SEAL_BATCH = 2000  # pending events linked per sealing transaction
 # static statements: compiled once, cheap on the hot path
 _READ_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)
 _INSERT_EVENT = insert(_EVENTS)
+_INSERT_PENDING = insert(_PENDING)
+_READ_PENDING = select(_PENDING).order_by(_PENDING.c.id).limit(bindparam("b_limit"))
+_DELETE_PENDING = delete(_PENDING).where(_PENDING.c.id.in_(bindparam("b_ids", expanding=True)))
 _MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 
 
@@ -113,3 +124,70 @@ def append(
     session.execute(_INSERT_EVENT, row)
     session.execute(_MOVE_HEAD, {"new_seq": content["seq"], "new_hash": digest})
     return AuditEventView(**content, hash=digest)
+
+
+def defer(
+    session: Runner,
+    type: EventType,
+    *,
+    actor: str | Principal,
+    now: datetime,
+    organisation: str | None = None,
+    dataset: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    """Write one event to ``audit_pending`` (no chain-head lock); ``seal`` links it later."""
+    session.execute(
+        _INSERT_PENDING,
+        {
+            "type": type.value,
+            "time": format_time(now),
+            "actor": actor.name if isinstance(actor, Principal) else actor,
+            "via": actor.via if isinstance(actor, Principal) else None,
+            "organisation": organisation,
+            "dataset": dataset,
+            "payload": canonical_json(payload or {}).decode(),
+        },
+    )
+
+
+def seal(session: Runner, limit: int = SEAL_BATCH) -> int:
+    """Link up to ``limit`` pending events into the chain, oldest first; how many were linked.
+
+    Call inside a transaction that holds the chain head (a governance write transaction on
+    PostgreSQL, any write transaction on SQLite).
+    """
+    pending = session.execute(_READ_PENDING, {"b_limit": limit}).all()
+    if not pending:
+        return 0
+    head = session.execute(_READ_HEAD).one_or_none()
+    if head is None:
+        raise RuntimeError("the audit chain head row is missing: run `sandbox db upgrade`")
+    seq, prev_hash = head.seq, head.hash
+    rows = []
+    for event in pending:
+        seq += 1
+        content = _linked(event, seq, prev_hash)
+        prev_hash = _content_hash(content)
+        rows.append({"via": None, **content, "payload": event.payload, "hash": prev_hash})
+    session.execute(_INSERT_EVENT, rows)
+    session.execute(_DELETE_PENDING, {"b_ids": [event.id for event in pending]})
+    session.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev_hash})
+    return len(rows)
+
+
+def _linked(event: Row[Any], seq: int, prev_hash: str) -> dict[str, Any]:
+    """The hashed content of a pending event placed at ``seq`` after ``prev_hash``."""
+    content: dict[str, Any] = {
+        "seq": seq,
+        "type": event.type,
+        "time": event.time,
+        "actor": event.actor,
+        "organisation": event.organisation,
+        "dataset": event.dataset,
+        "payload": json.loads(event.payload),
+        "prev_hash": prev_hash,
+    }
+    if event.via is not None:
+        content["via"] = event.via
+    return content

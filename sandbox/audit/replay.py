@@ -4,7 +4,10 @@ result with the stored state, so a row changed behind the control plane's back (
 reset, a policy un-revoked, a grant altered) is named even though every event still verifies.
 
 Events recorded before the lifetime ledger existed carry no ``ledger``: their dataset's ledger is
-the one of the same name, as the migration made it.
+the one of the same name, as the migration made it. A query's charge is made by its
+``query.reserved`` event (at admission, never refunded); ``query.answered`` and ``query.failed``
+close it without moving amounts. Events still pending their link into the chain are applied after
+the chain's, in the order they were written.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 from sandbox.audit.models import AuditEventView, EventType
 from sandbox.budget import DELTA_SCALE, EPSILON_SCALE
 
-COUNTERS = ("epsilon_spent", "epsilon_reserved", "delta_spent", "delta_reserved")
+COUNTERS = ("epsilon_spent", "delta_spent")
 
 
 def _units(text: Any, scale: int) -> int | None:
@@ -38,15 +41,8 @@ class Account:
 
     values: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
 
-    def reserve(self, epsilon: int, delta: int) -> None:
-        """Move amounts into reserved."""
-        self.values["epsilon_reserved"] += epsilon
-        self.values["delta_reserved"] += delta
-
-    def settle(self, epsilon: int, delta: int) -> None:
-        """Move amounts from reserved into spent."""
-        self.values["epsilon_reserved"] -= epsilon
-        self.values["delta_reserved"] -= delta
+    def charge(self, epsilon: int, delta: int) -> None:
+        """Add a query's charge."""
         self.values["epsilon_spent"] += epsilon
         self.values["delta_spent"] += delta
 
@@ -60,7 +56,7 @@ class ReplayedState:
     accounts: dict[tuple[str, str], Account] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_ledgers: dict[str, str] = field(default_factory=dict)
-    open_queries: dict[str, tuple[str, str, str, int, int]] = field(default_factory=dict)
+    open_queries: set[str] = field(default_factory=set)
 
     def ledger(self, ledger_id: str) -> Account:
         """The ledger's replayed row (created empty)."""
@@ -157,18 +153,13 @@ def _reserved(state: ReplayedState, event: AuditEventView) -> None:
     ledger_id = str(payload.get("ledger") or state.ledger_of(event.dataset))
     organisation = str(event.organisation)
     epsilon, delta = _epsilon(payload["epsilon"]), _delta(payload["delta"])
-    state.open_queries[str(payload["query_id"])] = (policy_id, organisation, ledger_id, epsilon, delta)
+    state.open_queries.add(str(payload["query_id"]))
     for account in _charged(state, policy_id, organisation, ledger_id):
-        account.reserve(epsilon, delta)
+        account.charge(epsilon, delta)
 
 
 def _settled(state: ReplayedState, event: AuditEventView) -> None:
-    found = state.open_queries.pop(str(event.payload.get("query_id")), None)
-    if found is None:
-        return
-    policy_id, organisation, ledger_id, epsilon, delta = found
-    for account in _charged(state, policy_id, organisation, ledger_id):
-        account.settle(epsilon, delta)
+    state.open_queries.discard(str(event.payload.get("query_id")))
 
 
 def _charged(state: ReplayedState, policy_id: str, organisation: str, ledger_id: str) -> list[Account]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from sandbox.audit.chain import GENESIS_HASH, event_hash, view_of
 from sandbox.audit.checkpoints import from_event, signature_valid
 from sandbox.audit.models import AuditEventView, CheckpointView, EventType, VerifyProblem, VerifyReport
-from sandbox.store.models import AuditEvent, AuditHead
+from sandbox.store.models import AuditEvent, AuditHead, PendingEvent
 
 BATCH = 2000
 
@@ -84,6 +85,25 @@ def stored_events(session: Session) -> Iterator[AuditEventView | VerifyProblem]:
                 yield VerifyProblem(seq=row.seq, reason=f"event {row.seq} was altered: unreadable payload")
                 return
         after = rows[-1].seq
+
+
+def pending_events(session: Session) -> Iterator[AuditEventView]:
+    """Events committed but not yet linked into the chain, in the order they were written (as
+    views with ``seq`` 0 and no hash): what the stored state includes beyond the chain."""
+    for row in session.scalars(select(PendingEvent).order_by(PendingEvent.id)):
+        payload = json.loads(row.payload)
+        yield AuditEventView(
+            seq=0,
+            type=row.type,
+            time=row.time,
+            actor=row.actor,
+            via=row.via,
+            organisation=row.organisation,
+            dataset=row.dataset,
+            payload=payload if isinstance(payload, dict) else {},
+            prev_hash="",
+            hash="",
+        )
 
 
 def walk_store(

@@ -8,7 +8,8 @@ call what is checked here. One module per use case:
 - ``identity``: users, roles, tokens, the CLI's verified ``--as``, refusals as audit events
 - ``registrations``: registering datasets, certificates, lifetime ledgers and their caps
 - ``access``: request, withdraw, approve, reject, amend, revoke, expiry
-- ``admission``: the one admission step of a query (replay, or decide and reserve), charges
+- ``admission``: the one admission step of a query (replay, or decide and charge)
+- ``settlement``: answered, failed and abandoned queries, refusals before planning
 - ``usage``: query history, budgets, metering
 - ``auditing``: reading, exporting, signing and verifying the chain (and the state it proves)
 """
@@ -25,10 +26,12 @@ from sandbox.control.admission import REPLAY_MEMO_SIZE, Admission
 from sandbox.control.auditing import OPERATOR_ACTOR, Auditing
 from sandbox.control.base import Page
 from sandbox.control.identity import Identity
-from sandbox.control.ledger import BudgetView, CachedAnswer, QueryTicket, QueryView, ReplayMemo
+from sandbox.control.ledger import BudgetView, CachedAnswer, QueryTicket, QueryView
 from sandbox.control.metering import UsageReport
 from sandbox.control.refusals import RefusalLimiter
 from sandbox.control.registrations import Registrations
+from sandbox.control.replays import ReplayMemo
+from sandbox.control.settlement import Settlement
 from sandbox.control.usage import Usage
 from sandbox.policies.models import AccessRequestView, PolicyView
 from sandbox.settings import Settings
@@ -53,7 +56,7 @@ __all__ = [
 ]
 
 
-class ControlPlane(Identity, Registrations, Access, Admission, Usage, Auditing):
+class ControlPlane(Identity, Registrations, Access, Admission, Settlement, Usage, Auditing):
     """Users, tokens, access policies, lifetime budget ledger, audit chain and metering over one
     state store (see the use-case modules for each group of methods).
 

@@ -1,20 +1,23 @@
-"""Use case: admitting a query. One admission step: look up a stored release first; then, in one
-write transaction, read the policy and the budget once, decide once, and replay, reserve or
-record the denial. Then the charge (answered or failed), abandoned reservations and refusals
-before planning.
+"""Use case: admitting a query. One admission step: look up a stored release first; then decide
+once on what was read, and replay, charge or record the denial, in one write transaction with its
+audit event.
 
-Budget is reserved before any data is read and charged to three accounts at once (the policy,
-the organisation's lifetime account, the dataset's ledger); a reservation is never refunded once
-data has been read.
+The common case takes no lock that other queries wait on: one unlocked read of the policy, the
+ledger and the account, the pure policy engine's decision, and conditional charges that re-check
+every limit in the database (``sandbox.control.charges``); its events are deferred to the sealer.
+Anything else — a denial, an expired policy, a missing account, a row changed since the read —
+is decided again in a governance write transaction with the rows locked.
+
+The charge is made here, before any data is read, on three accounts at once (the policy, the
+organisation's lifetime account, the dataset's ledger), and is never refunded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from sandbox.audit import chain
@@ -30,35 +33,31 @@ from sandbox.budget import (
 )
 from sandbox.catalog.models import DatasetRecord
 from sandbox.control.base import Core, account_row, dataset_row, ledger_row
+from sandbox.control.charges import admission_row, charge_if_unchanged, charge_locked
 from sandbox.control.ledger import (
     CachedAnswer,
     QueryStatus,
     QueryTicket,
-    ReplayMemo,
-    StoredRelease,
     budget_state,
-    find_replay,
-    finish_query,
     insert_query,
     own_budget_state,
-    query_record,
-    replayed_answer,
-    reserve,
-    result_shape,
-    settle,
-    store_replay,
 )
-from sandbox.errors import Conflict, InternalError, NotFound, PolicyDenied, SandboxError
+from sandbox.control.replays import ReplayMemo, StoredRelease, find_replay, replayed_answer
+from sandbox.errors import InternalError, PolicyDenied
 from sandbox.policies import workflow
 from sandbox.policies.engine import check_access, decide
 from sandbox.policies.models import PolicyView
 from sandbox.principals import Principal
 from sandbox.query.summary import QuerySummary
 from sandbox.store.db import Runner
-from sandbox.store.models import Dataset, Policy, Query
+from sandbox.store.models import Policy
 
 REPLAY_MEMO_SIZE = 4096  # stored releases memoised per process (answers are small JSON documents)
 ReleaseKey = tuple[str, str, str, str]
+
+
+class _Changed(Exception):
+    """A row the unlocked decision read changed before the charge: decide again, locked."""
 
 
 @dataclass
@@ -70,12 +69,15 @@ class _Attempt:
     summary: QuerySummary
     sql: str
     now: datetime
-    policy: Policy | None = None
+    holder: str
+    policy: Policy | Any | None = None
     ledger_id: str | None = None
+    deferred: bool = False  # events go to the sealer (no chain-head lock held)
 
     def record(self, session: Runner, type: EventType, **payload: Any) -> None:
-        """Append the attempt's audit event."""
-        chain.append(
+        """Write the attempt's audit event."""
+        write = chain.defer if self.deferred else chain.append
+        write(
             session,
             type,
             actor=self.principal,
@@ -119,17 +121,24 @@ class Admission(Core):
         *,
         sql: str,
     ) -> QueryTicket | CachedAnswer:
-        """The admission step: replay, or decide and reserve, atomically.
+        """The admission step: replay, or decide and charge, atomically.
 
         Returns a ``CachedAnswer`` for an identical earlier release by the same organisation
-        (``query.replayed``, no cost), else a ``QueryTicket`` with the budget reserved
-        (``query.reserved``). A denial records ``query.rejected`` and raises ``PolicyDenied`` /
-        ``BudgetExhausted`` with the rule id (and ``details['query_id']``).
+        (``query.replayed``, no cost), else a ``QueryTicket`` with the budget charged
+        (``query.reserved``: the query may now read data). A denial records ``query.rejected``
+        and raises ``PolicyDenied`` / ``BudgetExhausted`` with the rule id (and
+        ``details['query_id']``).
         """
         if summary.dataset != dataset.name:
             raise InternalError("the query summary is for another dataset")
-        attempt = _Attempt(principal, dataset, summary, sql, self._now())
+        attempt = _Attempt(principal, dataset, summary, sql, self._now(), self._upkeep.replica_id)
         release = self._stored_release(attempt)
+        if principal.organisation:
+            try:
+                with self._hot() as connection:
+                    return self._admit_unlocked(connection, attempt, release)
+            except _Changed:
+                attempt = _Attempt(principal, dataset, summary, sql, attempt.now, attempt.holder)
         outcome: QueryTicket | CachedAnswer | PolicyDenied
         with self._store.write_transaction() as session:
             if principal.organisation:
@@ -137,29 +146,45 @@ class Admission(Core):
                 if row is not None:
                     workflow.notice_expiry(session, row, attempt.now)
                 attempt.policy = row
-            outcome = self._admit(session, attempt, release)
+            outcome = self._admit_locked(session, attempt, release)
         if isinstance(outcome, PolicyDenied):
             raise outcome
         return outcome
 
-    def _admit(
+    def _admit_unlocked(
+        self, connection: Runner, attempt: _Attempt, release: StoredRelease | None
+    ) -> QueryTicket | CachedAnswer:
+        """Replay or charge on one unlocked read; ``_Changed`` when the locked path must decide."""
+        read = admission_row(connection, attempt.principal.organisation or "", attempt.dataset.name)
+        if read is None or workflow.is_past_due(read.row, attempt.now):
+            raise _Changed
+        attempt.policy, attempt.ledger_id, attempt.deferred = read.row, read.ledger_id, True
+        view = workflow.policy_view(read.row)
+        if release is not None and self._replay_allowed(attempt, view, budget_state(read.row)):
+            return self._record_replay(connection, attempt, release, view, read.state)
+        if not decide(
+            attempt.principal, attempt.dataset, view, attempt.summary, read.state, attempt.now
+        ).allowed:
+            raise _Changed
+        ticket = self._record_charge(connection, attempt, view, read.state)
+        if not charge_if_unchanged(connection, read, *_units(attempt.summary)):
+            raise _Changed
+        return ticket
+
+    def _admit_locked(
         self, session: Session, attempt: _Attempt, release: StoredRelease | None
     ) -> QueryTicket | CachedAnswer | PolicyDenied:
-        """Decide once on what was read: replay (free), reserve, or record the denial."""
+        """Decide once on the locked rows: replay (free), charge, or record the denial."""
         policy, summary = attempt.policy, attempt.summary
         view = workflow.policy_view(policy) if policy is not None else None
-        if release is not None and policy is not None and view is not None:
-            free = decide(
-                attempt.principal,
-                attempt.dataset,
-                view,
-                summary,
-                budget_state(policy),
-                attempt.now,
-                charge=False,
-            )
-            if free.allowed:
-                return self._record_replay(session, attempt, release, view)
+        if (
+            release is not None
+            and policy is not None
+            and view is not None
+            and self._replay_allowed(attempt, view, budget_state(policy))
+        ):
+            state = own_budget_state(session, policy, attempt.dataset.name)
+            return self._record_replay(session, attempt, release, view, state)
         state = BudgetState(0, 0, 0, 0)
         if policy is not None and attempt.principal.organisation:
             attempt.ledger_id = dataset_row(session, attempt.dataset).ledger_id
@@ -169,14 +194,28 @@ class Admission(Core):
         decision = decide(attempt.principal, attempt.dataset, view, summary, state, attempt.now)
         if not decision.allowed or policy is None or view is None or attempt.ledger_id is None:
             return self._deny(session, attempt, decision.error())
-        epsilon, delta = epsilon_units(summary.epsilon, up=True), delta_units(summary.delta, up=True)
-        reserve(session, policy, attempt.ledger_id, epsilon, delta)
+        charge_locked(session, policy, attempt.ledger_id, *_units(summary))
+        return self._record_charge(session, attempt, view, state)
+
+    @staticmethod
+    def _replay_allowed(attempt: _Attempt, view: PolicyView, state: BudgetState) -> bool:
+        """Whether the policy still allows the query (a replay costs nothing, so budget is moot)."""
+        return decide(
+            attempt.principal, attempt.dataset, view, attempt.summary, state, attempt.now, charge=False
+        ).allowed
+
+    def _record_charge(
+        self, session: Runner, attempt: _Attempt, view: PolicyView, state: BudgetState
+    ) -> QueryTicket:
+        """Record the charged query (``query.reserved``) and its ticket."""
+        summary = attempt.summary
+        epsilon, delta = _units(summary)
         query_id = self._new_query(session, attempt, QueryStatus.RESERVED, epsilon=epsilon, delta=delta)
         attempt.record(
             session,
             EventType.QUERY_RESERVED,
             query_id=query_id,
-            policy_id=policy.id,
+            policy_id=view.id,
             ledger=attempt.ledger_id,
             sql=attempt.sql,
             fingerprint=summary.fingerprint,
@@ -217,7 +256,7 @@ class Admission(Core):
         return entry
 
     def _record_replay(
-        self, session: Session, attempt: _Attempt, entry: StoredRelease, view: PolicyView
+        self, session: Runner, attempt: _Attempt, entry: StoredRelease, view: PolicyView, state: BudgetState
     ) -> CachedAnswer:
         """Record a replayed release (no charge) and return the stored answer."""
         query_id = self._new_query(
@@ -232,11 +271,6 @@ class Admission(Core):
             sql=attempt.sql,
             fingerprint=attempt.summary.fingerprint,
             dataset_version=attempt.summary.dataset_version,
-        )
-        state = (
-            BudgetState(0, 0, 0, 0)
-            if attempt.policy is None
-            else own_budget_state(session, attempt.policy, attempt.dataset.name)
         )
         return CachedAnswer(
             query_id=query_id,
@@ -290,119 +324,12 @@ class Admission(Core):
             "delta": 0,
             "status": status.value,
             "created_at": attempt.now,
+            "holder": attempt.holder,
         }
         insert_query(session, {**values, **fields})
         return query_id
 
-    @staticmethod
-    def _reserved_query(session: Runner, query_id: str) -> Row[Any]:
-        query = query_record(session, query_id)
-        if query is None:
-            raise NotFound(f"no query {query_id!r}", code="query.not_found")
-        if (
-            query.status != QueryStatus.RESERVED.value
-            or query.policy_id is None
-            or query.ledger_id is None
-            or query.organisation is None
-        ):
-            raise Conflict(f"query {query_id!r} is {query.status}, not reserved", code="query.not_reserved")
-        return query
 
-    def complete_query(self, ticket: QueryTicket, answer: dict[str, Any]) -> None:
-        """Turn the reservation into a charge and keep the answer for replay (``query.answered``)."""
-        try:
-            chain.canonical_json(answer)
-        except (TypeError, ValueError) as error:
-            raise InternalError("the released answer is not JSON-serialisable") from error
-        now = self._now()
-        shape = result_shape(answer)
-        with self._store.write_connection() as session:
-            query = self._reserved_query(session, ticket.query_id)
-            settle(session, query.policy_id, query.organisation, query.ledger_id, query.epsilon, query.delta)
-            finish_query(
-                session, query.id, status=QueryStatus.ANSWERED.value, finished_at=now, result_shape=shape
-            )
-            store_replay(session, query, answer, now)
-            _record_charge(session, query, EventType.QUERY_ANSWERED, now, result_shape=shape)
-
-    def fail_query(self, ticket: QueryTicket, error: SandboxError) -> None:
-        """Execution failed after data was read: the charge is kept (``query.failed``)."""
-        with self._store.write_connection() as connection:
-            self._fail(connection, ticket.query_id, error.code, self._now())
-
-    def _fail(self, session: Runner, query_id: str, code: str, now: datetime) -> None:
-        query = self._reserved_query(session, query_id)
-        settle(session, query.policy_id, query.organisation, query.ledger_id, query.epsilon, query.delta)
-        finish_query(session, query.id, status=QueryStatus.FAILED.value, error_code=code, finished_at=now)
-        _record_charge(session, query, EventType.QUERY_FAILED, now, error_code=code)
-
-    def settle_abandoned(self, older_than: timedelta) -> int:
-        """Charge reservations older than ``older_than`` whose process died (``query.failed``).
-
-        Safe from several processes at once: the rows are locked, so each is charged once.
-        """
-        now = self._now()
-        with self._store.write_transaction() as session:
-            stale = session.scalars(
-                select(Query.id)
-                .where(Query.status == QueryStatus.RESERVED.value, Query.created_at < now - older_than)
-                .order_by(Query.created_at)
-                .with_for_update()
-            ).all()
-            for query_id in stale:
-                self._fail(session, query_id, "query.abandoned", now)
-            return len(stale)
-
-    def reject_query(self, principal: Principal, dataset_name: str, sql: str, error: SandboxError) -> str:
-        """A query refused before planning (``query.rejected``, no charge); its query id."""
-        now = self._now()
-        query_id = workflow.new_id("q")
-        rule = error.rule or error.code
-        with self._store.write_transaction() as session:
-            known = session.get(Dataset, dataset_name)
-            session.add(
-                Query(
-                    id=query_id,
-                    principal=principal.name,
-                    organisation=principal.organisation,
-                    dataset=dataset_name,
-                    dataset_owner=known.owner if known is not None else None,
-                    sql=sql,
-                    epsilon=0,
-                    delta=0,
-                    status=QueryStatus.REJECTED.value,
-                    rule=rule,
-                    error_code=error.code,
-                    created_at=now,
-                    finished_at=now,
-                )
-            )
-            chain.append(
-                session,
-                EventType.QUERY_REJECTED,
-                actor=principal,
-                now=now,
-                organisation=principal.organisation,
-                dataset=dataset_name,
-                payload={"query_id": query_id, "sql": sql, "rule": rule, "message": error.message},
-            )
-        return query_id
-
-
-def _record_charge(session: Runner, query: Row[Any], type: EventType, now: datetime, **extra: Any) -> None:
-    """Append the event of a settled charge (``query.answered`` or ``query.failed``)."""
-    chain.append(
-        session,
-        type,
-        actor=query.principal,
-        now=now,
-        organisation=query.organisation,
-        dataset=query.dataset,
-        payload={
-            "query_id": query.id,
-            "policy_id": query.policy_id,
-            "epsilon": epsilon_text(query.epsilon),
-            "delta": delta_text(query.delta),
-            **extra,
-        },
-    )
+def _units(summary: QuerySummary) -> tuple[int, int]:
+    """The query's charge in exact units (rounded up)."""
+    return epsilon_units(summary.epsilon, up=True), delta_units(summary.delta, up=True)

@@ -25,7 +25,7 @@ from sandbox.audit.models import (
     VerifyReport,
 )
 from sandbox.audit.replay import COUNTERS, Account, ReplayedState, apply
-from sandbox.audit.verify import check_checkpoints, stored_events, walk_store
+from sandbox.audit.verify import check_checkpoints, pending_events, stored_events, walk_store
 from sandbox.control.base import Core, Page, decode_cursor, encode_cursor, page_size, require_operator
 from sandbox.errors import InvalidRequest, NotFound
 from sandbox.principals import Principal
@@ -123,6 +123,7 @@ class Auditing(Core):
         require_operator(principal, "read the audit log")
         selection = EventFilter(actor, organisation, dataset, type, since, until)
         size = page_size(limit)
+        self.seal_pending()
         with self._store.read() as session:
             if after is None:
                 rows = list(session.scalars(selection.select_latest(size)))[::-1]
@@ -178,6 +179,7 @@ class Auditing(Core):
         if fmt not in {"jsonl", "csv"}:
             raise InvalidRequest("export format must be jsonl or csv", code="audit.invalid_format")
         selection = EventFilter(actor, organisation, dataset, type, since, until)
+        self.seal_pending()
         with self._store.read() as session:
             events = [chain.view_of(r) for r in session.scalars(selection.select())]
         return to_jsonl(events) if fmt == "jsonl" else to_csv(events)
@@ -206,6 +208,7 @@ class Auditing(Core):
             logged += checkpoints.read_log(path)
         divergences: list[StateDivergence] = []
         state = ReplayedState()
+        self.seal_pending()
 
         with self._store.snapshot() as session:
 
@@ -226,6 +229,8 @@ class Auditing(Core):
             found = [checkpoints.from_event(e) for e in walked.checkpoint_events] + logged
             checked = check_checkpoints(found, hash_at, key)
             if walked.problem is None:
+                for event in pending_events(session):  # committed since the seal above
+                    apply(state, event)
                 divergences = state_divergences(session, state)
         problem = walked.problem or checked.problem
         return VerifyReport(
@@ -246,6 +251,7 @@ class Auditing(Core):
     ) -> VerifyReport:
         """Check a registration certificate against this chain (and the operator's public key)."""
         key = self._public_key(public_key_path)
+        self.seal_pending()
         with self._store.snapshot() as session:
             return certificates.verify_certificate(certificate, stored_events(session), key)
 

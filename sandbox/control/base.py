@@ -6,16 +6,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, true
+from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from sandbox.audit import chain
 from sandbox.catalog.models import DatasetRecord
+from sandbox.control.upkeep import Upkeep
 from sandbox.errors import Forbidden, InvalidRequest
 from sandbox.principals import Principal, Role
 from sandbox.settings import Settings
@@ -55,10 +58,27 @@ class Core:
             migrate.ensure_current(url)
         self._store = Store(url)
         self._clock = clock or utc_now
+        self._upkeep = Upkeep(self._store, self._now, settings.abandoned_reservation_s / 4)
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Seal pending audit events, stop the upkeep thread and release the database connections."""
+        self._upkeep.close()
         self._store.dispose()
+
+    @contextmanager
+    def _hot(self) -> Iterator[Connection]:
+        """A write transaction of the query path: its events are ``chain.defer``-red and linked
+        into the chain in the same transaction on SQLite, by the upkeep thread on PostgreSQL."""
+        self._upkeep.start()
+        with self._store.hot_connection() as connection:
+            yield connection
+            if self._store.is_sqlite:
+                chain.seal(connection)
+        self._upkeep.wake()
+
+    def seal_pending(self) -> int:
+        """Link every pending audit event into the chain now (before reading or verifying it)."""
+        return 0 if self._store.is_sqlite else self._upkeep.seal_all()
 
     def _now(self) -> datetime:
         return self._clock().astimezone(UTC)
@@ -176,7 +196,7 @@ def ledger_row(session: Session, ledger_id: str) -> Ledger:
     """A ledger (locked), created empty when missing."""
     row = session.get(Ledger, ledger_id, with_for_update=True)
     if row is None:
-        row = Ledger(id=ledger_id, epsilon_spent=0, epsilon_reserved=0, delta_spent=0, delta_reserved=0)
+        row = Ledger(id=ledger_id, epsilon_spent=0, delta_spent=0)
         session.add(row)
         session.flush()
     return row
@@ -186,14 +206,7 @@ def account_row(session: Session, ledger_id: str, organisation: str) -> LedgerAc
     """An organisation's lifetime account on a ledger (locked), created empty when missing."""
     row = session.get(LedgerAccount, (ledger_id, organisation), with_for_update=True)
     if row is None:
-        row = LedgerAccount(
-            ledger_id=ledger_id,
-            organisation=organisation,
-            epsilon_spent=0,
-            epsilon_reserved=0,
-            delta_spent=0,
-            delta_reserved=0,
-        )
+        row = LedgerAccount(ledger_id=ledger_id, organisation=organisation, epsilon_spent=0, delta_spent=0)
         session.add(row)
         session.flush()
     return row

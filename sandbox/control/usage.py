@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from sandbox.control.base import Core, Page, keyset_page, scope
-from sandbox.control.ledger import BudgetView, QueryView, budget_view, query_view
+from sandbox.control.ledger import BudgetView, QueryStatus, QueryView, budget_view, query_view
 from sandbox.control.metering import UsageReport
 from sandbox.control.metering import usage as usage_report
 from sandbox.errors import Forbidden, NotFound
@@ -69,7 +70,11 @@ class Usage(Core):
                 .order_by((Policy.status == PolicyStatus.ACTIVE.value).desc(), Policy.approved_at.desc())
                 .limit(10_000)
             ).all()
-            return [budget_view(policy, ledger, account) for policy, ledger, account in rows]
+            running = _running(session, [policy.id for policy, _ledger, _account in rows])
+            return [
+                budget_view(policy, ledger, account, running.get(policy.id, (0, 0)))
+                for policy, ledger, account in rows
+            ]
 
     def usage(
         self,
@@ -96,3 +101,15 @@ class Usage(Core):
                 dataset=dataset,
                 dataset_owner=owner,
             )
+
+
+def _running(session: Session, policy_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """The (epsilon, delta) units charged to each policy by its queries still running."""
+    if not policy_ids:
+        return {}
+    rows = session.execute(
+        select(Query.policy_id, func.sum(Query.epsilon), func.sum(Query.delta))
+        .where(Query.status == QueryStatus.RESERVED.value, Query.policy_id.in_(policy_ids))
+        .group_by(Query.policy_id)
+    ).all()
+    return {str(policy_id): (int(epsilon), int(delta)) for policy_id, epsilon, delta in rows}

@@ -80,20 +80,22 @@ def amend(
     old = _policy_terms(policy)
     if epsilon is not None:
         units = epsilon_amount(epsilon, "amend.invalid_epsilon")
-        used = policy.epsilon_spent + policy.epsilon_reserved
+        used = policy.epsilon_spent
         if units < used:
             raise InvalidRequest(
-                f"epsilon {epsilon_text(units)} is below what the policy already spent or reserved, "
+                f"epsilon {epsilon_text(units)} is below what the policy already spent "
+                f"(queries still running included), "
                 f"{epsilon_text(used)}: grant at least that",
                 code="amend.below_spent",
             )
         policy.epsilon_granted = units
     if delta is not None:
         units = delta_amount(delta, "amend.invalid_delta")
-        used = policy.delta_spent + policy.delta_reserved
+        used = policy.delta_spent
         if units < used:
             raise InvalidRequest(
-                f"delta {delta_text(units)} is below what the policy already spent or reserved, "
+                f"delta {delta_text(units)} is below what the policy already spent "
+                f"(queries still running included), "
                 f"{delta_text(used)}: grant at least that",
                 code="amend.below_spent",
             )

@@ -1,9 +1,11 @@
 """Engine and transactions of the state store (SQLite with WAL, or PostgreSQL).
 
-Writers are serialised: on SQLite every write transaction starts with ``BEGIN IMMEDIATE`` (the
-database write lock, waited for up to ``busy_timeout``); on PostgreSQL it first locks the single
-audit chain-head row ``FOR UPDATE``, and budget and policy rows are read ``FOR UPDATE`` as well.
-Either way a check-then-debit inside one write transaction can never race another writer, across
+On SQLite every write transaction starts with ``BEGIN IMMEDIATE`` (the database write lock,
+waited for up to ``busy_timeout``), so writers are serialised. On PostgreSQL a governance write
+transaction first locks the single audit chain-head row ``FOR UPDATE`` (governance writers are
+serialised with each other and with the sealer), while a ``hot_connection`` (queries) takes no
+global lock: it changes only the rows it names, each charge a conditional ``UPDATE`` whose
+``WHERE`` re-checks the limit, so a check-then-debit can never race another writer, across
 threads and across processes.
 """
 
@@ -156,6 +158,17 @@ class Store:
         with self._writer_queue, self._immediate.connect() as connection, connection.begin():
             if not self.is_sqlite:
                 connection.execute(select(AuditHead.id).where(AuditHead.id == 1).with_for_update())
+            yield connection
+
+    @contextmanager
+    def hot_connection(self) -> Iterator[Connection]:
+        """A write transaction of the query path on a Core connection: on PostgreSQL without the
+        chain-head lock (see the module docstring); on SQLite as ``write_connection``."""
+        if self.is_sqlite:
+            with self.write_connection() as connection:
+                yield connection
+            return
+        with self.engine.connect() as connection, connection.begin():
             yield connection
 
     def dispose(self) -> None:

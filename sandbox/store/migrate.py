@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -51,16 +53,38 @@ def current(url: str) -> str | None:
 
 def upgrade(url: str, revision: str = "head") -> str:
     """Upgrade the database to ``revision``; returns the revision reached."""
+    with _migrating(url) as connection:
+        command.upgrade(_config(connection), revision)
+        return MigrationContext.configure(connection).get_current_revision() or ""
+
+
+def downgrade(url: str, revision: str) -> str:
+    """Downgrade the database to ``revision``; returns the revision reached."""
+    with _migrating(url) as connection:
+        command.downgrade(_config(connection), revision)
+        return MigrationContext.configure(connection).get_current_revision() or ""
+
+
+@contextmanager
+def _migrating(url: str) -> Iterator[Connection]:
+    """One migration transaction: serialised between processes, foreign keys re-checked on SQLite."""
     engine = make_engine(url)
     try:
-        with engine.execution_options(**{IMMEDIATE_OPTION: True}).begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
-            command.upgrade(_config(connection), revision)
-            reached = MigrationContext.configure(connection).get_current_revision()
+        with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            driver = connection.connection.driver_connection
+            if sqlite and driver is not None:
+                # rebuilding a referenced table (SQLite's way to change constraints) needs foreign
+                # keys off, which only takes effect outside a transaction; checked again below
+                driver.execute("PRAGMA foreign_keys=OFF")
+            with connection.execution_options(**{IMMEDIATE_OPTION: True}).begin():
+                if not sqlite:
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
+                yield connection
+                if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError("the migration left rows whose foreign keys point nowhere")
     finally:
         engine.dispose()
-    return reached or ""
 
 
 def ensure_current(url: str) -> None:

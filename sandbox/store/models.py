@@ -108,9 +108,7 @@ class Dataset(Base):
     new_version_budget: Mapped[str] = mapped_column(String(8), server_default="carry")
 
 
-_AMOUNTS_NONNEGATIVE = (
-    "epsilon_spent >= 0 AND epsilon_reserved >= 0 AND delta_spent >= 0 AND delta_reserved >= 0"
-)
+_AMOUNTS_NONNEGATIVE = "epsilon_spent >= 0 AND delta_spent >= 0"
 
 
 class Ledger(Base):
@@ -130,9 +128,7 @@ class Ledger(Base):
     organisation_epsilon_cap: Mapped[int | None] = mapped_column(BigInteger)
     organisation_delta_cap: Mapped[int | None] = mapped_column(BigInteger)
     epsilon_spent: Mapped[int] = mapped_column(BigInteger, default=0)
-    epsilon_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
     delta_spent: Mapped[int] = mapped_column(BigInteger, default=0)
-    delta_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class LedgerAccount(Base):
@@ -146,9 +142,7 @@ class LedgerAccount(Base):
     epsilon_cap: Mapped[int | None] = mapped_column(BigInteger)
     delta_cap: Mapped[int | None] = mapped_column(BigInteger)
     epsilon_spent: Mapped[int] = mapped_column(BigInteger, default=0)
-    epsilon_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
     delta_spent: Mapped[int] = mapped_column(BigInteger, default=0)
-    delta_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class LedgerContent(Base):
@@ -184,12 +178,19 @@ class AccessRequest(Base):
 
 
 class Policy(Base):
-    """An approved policy with its budget counters; one active per (organisation, dataset)."""
+    """An approved policy with its budget counters; one active per (organisation, dataset).
+
+    ``*_spent`` counts every charge made under the policy, queries still running included (a
+    charge is made when the query is admitted, before any data is read, and never refunded).
+    ``revision`` goes up with every change the ORM makes to the policy (its terms, its status):
+    a query admitted without locking the row charges it only if the revision it decided on is
+    still the stored one.
+    """
 
     __tablename__ = "policies"
     __table_args__ = (
-        CheckConstraint("epsilon_spent + epsilon_reserved <= epsilon_granted", name="epsilon_within_grant"),
-        CheckConstraint("delta_spent + delta_reserved <= delta_granted", name="delta_within_grant"),
+        CheckConstraint("epsilon_spent <= epsilon_granted", name="epsilon_within_grant"),
+        CheckConstraint("delta_spent <= delta_granted", name="delta_within_grant"),
         CheckConstraint(_AMOUNTS_NONNEGATIVE, name="amounts_nonnegative"),
         Index(
             "uq_policies_one_active",
@@ -211,9 +212,7 @@ class Policy(Base):
     epsilon_granted: Mapped[int] = mapped_column(BigInteger)
     delta_granted: Mapped[int] = mapped_column(BigInteger)
     epsilon_spent: Mapped[int] = mapped_column(BigInteger, default=0)
-    epsilon_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
     delta_spent: Mapped[int] = mapped_column(BigInteger, default=0)
-    delta_reserved: Mapped[int] = mapped_column(BigInteger, default=0)
     max_epsilon_per_query: Mapped[int] = mapped_column(BigInteger)
     max_delta_per_query: Mapped[int] = mapped_column(BigInteger)
     min_group_size: Mapped[int] = mapped_column(Integer)
@@ -225,6 +224,9 @@ class Policy(Base):
     ended_by: Mapped[str | None] = mapped_column(String(64))
     ended_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(Text)
+    revision: Mapped[int] = mapped_column(Integer, server_default="0")
+
+    __mapper_args__ = {"version_id_col": revision}  # noqa: RUF012
 
 
 class Query(Base):
@@ -235,6 +237,12 @@ class Query(Base):
         Index("ix_queries_organisation_created", "organisation", "created_at"),
         Index("ix_queries_dataset_created", "dataset", "created_at"),
         Index("ix_queries_owner_created", "dataset_owner", "created_at"),
+        Index(  # the few queries still running: budget views and the abandoned-query sweep
+            "ix_queries_running",
+            "policy_id",
+            sqlite_where=text("status = 'reserved'"),
+            postgresql_where=text("status = 'reserved'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -257,6 +265,7 @@ class Query(Base):
     result_shape: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    holder: Mapped[str | None] = mapped_column(String(64))  # the replica running it (see Replica)
 
 
 class ReplayEntry(Base):
@@ -296,8 +305,43 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class PendingEvent(Base):
+    """An event committed with its state change but not yet linked into the chain.
+
+    The hot paths (queries) append here, so concurrent transactions never wait on the chain head;
+    the sealer moves pending events into ``audit_events`` in id order, in batches, within moments.
+    """
+
+    __tablename__ = "audit_pending"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    time: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    via: Mapped[str | None] = mapped_column(String(80))
+    organisation: Mapped[str | None] = mapped_column(String(128))
+    dataset: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+
+
+class Replica(Base):
+    """A running control plane (one per gateway process) and when it last said it was alive.
+
+    A query reserved by a replica whose heartbeat stopped is abandoned; one whose replica is alive
+    is still running, however long it takes.
+    """
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    last_seen: Mapped[datetime]
+
+
 class AuditHead(Base):
-    """The single chain-head row (id 1): last seq and hash. Writers lock it first."""
+    """The single chain-head row (id 1): last seq and hash. The sealer and governance writers lock it."""
 
     __tablename__ = "audit_head"
 

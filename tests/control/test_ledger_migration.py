@@ -1,5 +1,6 @@
 """Migration 0002 moves each dataset's counters and cap to a ledger of its name and sums each
-organisation's policies into its lifetime account, on SQLite and PostgreSQL."""
+organisation's policies into its lifetime account; 0003 folds what was reserved into what was
+spent (charges are made at admission) — on SQLite and PostgreSQL, with the downgrades."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def test_counters_move_to_ledgers_and_lifetime_accounts(fresh_url: str) -> None:
             _policy("pol_2", "req_2", "active", 350000000, 100000000),
         ):
             connection.execute(text(statement))
-    assert migrate.upgrade(fresh_url) == migrate.head()
+    assert migrate.upgrade(fresh_url, "0002") == "0002"
     with engine.connect() as connection:
         ledger = connection.execute(text("SELECT * FROM ledgers")).mappings().one()
         account = connection.execute(text("SELECT * FROM ledger_accounts")).mappings().one()
@@ -100,7 +101,7 @@ def test_the_downgrade_puts_the_counters_back_on_the_datasets(fresh_url: str) ->
 
     from sandbox.store.migrate import _config  # the same configuration `upgrade` uses
 
-    migrate.upgrade(fresh_url)
+    migrate.upgrade(fresh_url, "0002")
     engine = make_engine(fresh_url)
     with engine.begin() as connection:
         connection.execute(
@@ -123,3 +124,45 @@ def test_the_downgrade_puts_the_counters_back_on_the_datasets(fresh_url: str) ->
     engine.dispose()
     assert tuple(row) == (5, 7, 1)
     assert migrate.current(fresh_url) == "0001"
+
+
+def test_charges_at_admission_fold_reserved_into_spent_and_back(fresh_url: str) -> None:
+    migrate.upgrade(fresh_url, "0002")
+    engine = make_engine(fresh_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO ledgers (id, epsilon_spent, epsilon_reserved, delta_spent, delta_reserved) "
+                "VALUES ('residents', 7, 2, 5, 1)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO ledger_accounts (ledger_id, organisation, epsilon_spent, epsilon_reserved, "
+                "delta_spent, delta_reserved) VALUES ('residents', 'acme', 7, 2, 5, 1)"
+            )
+        )
+        for statement in (_request("req_1"), _policy("pol_1", "req_1", "active", 7, 2)):
+            connection.execute(text(statement))
+        connection.execute(
+            text(
+                "INSERT INTO queries (id, principal, organisation, dataset, sql, epsilon, delta, status, "
+                f"policy_id, created_at) VALUES ('q_1', 'alice', 'acme', 'residents', 's', 2, 0, "
+                f"'reserved', 'pol_1', '{NOW}')"
+            )
+        )
+    assert migrate.upgrade(fresh_url) == migrate.head()
+    with engine.connect() as connection:
+        ledger = connection.execute(text("SELECT * FROM ledgers")).mappings().one()
+        account = connection.execute(text("SELECT * FROM ledger_accounts")).mappings().one()
+        policy = connection.execute(text("SELECT * FROM policies")).mappings().one()
+        pending = connection.execute(text("SELECT COUNT(*) FROM audit_pending")).scalar_one()
+    assert (ledger["epsilon_spent"], ledger["delta_spent"], "epsilon_reserved" in ledger) == (9, 6, False)
+    assert (account["epsilon_spent"], account["delta_spent"], "delta_reserved" in account) == (9, 6, False)
+    assert (policy["epsilon_spent"], policy["revision"], "epsilon_reserved" in policy) == (9, 0, False)
+    assert pending == 0
+    assert migrate.downgrade(fresh_url, "0002") == "0002"
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT epsilon_spent, epsilon_reserved FROM policies")).one()
+    engine.dispose()
+    assert tuple(row) == (9, 0)  # the charge stays spent: it is never refunded

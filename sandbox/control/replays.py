@@ -1,0 +1,112 @@
+"""Stored releases replayed for identical queries: the replay cache, its per-process memo, and
+the answer of a replay.
+
+An organisation that repeats a query (same dataset version, same normalised plan) gets the first
+release again at no cost, on any replica: the release is stored in the same transaction as the
+charge's settlement, and the first release of a fingerprint wins.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Insert, Row, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from sandbox.audit.chain import canonical_json
+from sandbox.errors import InternalError
+from sandbox.store.db import Runner
+from sandbox.store.models import Base, ReplayEntry
+
+_REPLAY = Base.metadata.tables[ReplayEntry.__tablename__]
+_READ_REPLAY = select(_REPLAY.c.query_id, _REPLAY.c.answer).where(
+    _REPLAY.c.organisation == bindparam("b_organisation"),
+    _REPLAY.c.dataset == bindparam("b_dataset"),
+    _REPLAY.c.dataset_version == bindparam("b_version"),
+    _REPLAY.c.fingerprint == bindparam("b_fingerprint"),
+)
+# the first release of a fingerprint wins, also when two replicas settle identical queries at once
+_INSERT_REPLAY: dict[str, Insert] = {
+    "postgresql": postgresql.insert(_REPLAY).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(_REPLAY).on_conflict_do_nothing(),
+}
+
+
+class StoredRelease(NamedTuple):
+    """A stored release kept for replay: the original query and its answer (canonical JSON)."""
+
+    query_id: str
+    answer: str
+
+
+def find_replay(
+    session: Runner, organisation: str, dataset: str, version: str, fingerprint: str
+) -> StoredRelease | None:
+    """The stored release (from ``replay_cache``) of an identical query by the organisation."""
+    key = {
+        "b_organisation": organisation,
+        "b_dataset": dataset,
+        "b_version": version,
+        "b_fingerprint": fingerprint,
+    }
+    row = session.execute(_READ_REPLAY, key).one_or_none()
+    return None if row is None else StoredRelease(row.query_id, row.answer)
+
+
+class ReplayMemo:
+    """A per-process, size-bounded memo of stored releases (least recently used dropped first).
+
+    Stored releases never change once written (the first release of a fingerprint wins), so a hit
+    is always what the database holds; a miss falls back to the database.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[tuple[str, str, str, str], StoredRelease] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str, str]) -> StoredRelease | None:
+        """The memoised release of ``(organisation, dataset, version, fingerprint)``, if any."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: tuple[str, str, str, str], entry: StoredRelease) -> None:
+        """Remember a release read from the database."""
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+
+def store_replay(session: Connection, query: Row[Any], answer: dict[str, Any], now: datetime) -> None:
+    """Keep a released answer for replay (the first release of a fingerprint wins)."""
+    if query.organisation is None or query.dataset_version is None or query.fingerprint is None:
+        raise InternalError("only a planned query of an organisation can be replayed")
+    session.execute(
+        _INSERT_REPLAY[session.dialect.name],
+        {
+            "organisation": query.organisation,
+            "dataset": query.dataset,
+            "dataset_version": query.dataset_version,
+            "fingerprint": query.fingerprint,
+            "query_id": query.id,
+            "answer": canonical_json(answer).decode("utf-8"),
+            "created_at": now,
+        },
+    )
+
+
+def replayed_answer(entry: StoredRelease | Row[Any]) -> dict[str, Any]:
+    """The stored answer of a replay entry."""
+    answer = json.loads(entry.answer)
+    if not isinstance(answer, dict):
+        raise InternalError("a replay cache entry is not a JSON object")
+    return answer
