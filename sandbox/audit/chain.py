@@ -10,7 +10,8 @@ commit or neither does. Governance changes ``append`` to the chain directly (the
 holds the chain head). Queries, the hot path, ``defer`` their events to ``audit_pending`` instead,
 so concurrent queries never wait on one row; ``seal`` then links pending events into the chain in
 id order, many per transaction (on SQLite in the same transaction, on PostgreSQL moments later from
-each replica's sealer thread). Until sealed, an event is stored and counted but not yet linked.
+each replica's sealer thread, and before any governance event). Until sealed, an event is stored
+and counted but not yet linked.
 """
 
 from __future__ import annotations
@@ -101,8 +102,12 @@ def append(
     """Append one event after the chain head; call inside a write transaction.
 
     ``actor`` is a verified principal (its ``via`` is recorded too) or the name of one the caller
-    verified (a token's holder, the system).
+    verified (a token's holder, the system). Events still pending are linked first, so whatever
+    committed before this change (a query charged under a policy being revoked, say) comes before
+    it in the chain.
     """
+    while seal(session) == SEAL_BATCH:
+        pass
     head = session.execute(_READ_HEAD).one_or_none()
     if head is None:
         raise RuntimeError("the audit chain head row is missing: run `sandbox db upgrade`")
@@ -126,8 +131,7 @@ def append(
     return AuditEventView(**content, hash=digest)
 
 
-def defer(
-    session: Runner,
+def pending_row(
     type: EventType,
     *,
     actor: str | Principal,
@@ -135,20 +139,24 @@ def defer(
     organisation: str | None = None,
     dataset: str | None = None,
     payload: dict[str, Any] | None = None,
-) -> None:
-    """Write one event to ``audit_pending`` (no chain-head lock); ``seal`` links it later."""
-    session.execute(
-        _INSERT_PENDING,
-        {
-            "type": type.value,
-            "time": format_time(now),
-            "actor": actor.name if isinstance(actor, Principal) else actor,
-            "via": actor.via if isinstance(actor, Principal) else None,
-            "organisation": organisation,
-            "dataset": dataset,
-            "payload": canonical_json(payload or {}).decode(),
-        },
-    )
+) -> dict[str, Any]:
+    """The ``audit_pending`` row of one event (written by ``defer``)."""
+    return {
+        "type": type.value,
+        "time": format_time(now),
+        "actor": actor.name if isinstance(actor, Principal) else actor,
+        "via": actor.via if isinstance(actor, Principal) else None,
+        "organisation": organisation,
+        "dataset": dataset,
+        "payload": canonical_json(payload or {}).decode(),
+    }
+
+
+def defer(session: Runner, rows: list[dict[str, Any]]) -> None:
+    """Write events (``pending_row``s) to ``audit_pending``, taking no chain-head lock; ``seal``
+    links them later."""
+    if rows:
+        session.execute(_INSERT_PENDING, rows)
 
 
 def seal(session: Runner, limit: int = SEAL_BATCH) -> int:

@@ -16,13 +16,16 @@ call what is checked here. One module per use case:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
 
 from sandbox.audit.models import AuditEventView, CheckpointView, StateDivergence, VerifyReport
 from sandbox.auth.tokens import IssuedToken, TokenView
 from sandbox.control.access import Access
-from sandbox.control.admission import REPLAY_MEMO_SIZE, Admission
+from sandbox.control.admission import REPLAY_MEMO_SIZE, Admission, AdmitJob
 from sandbox.control.auditing import OPERATOR_ACTOR, Auditing
 from sandbox.control.base import Page
 from sandbox.control.identity import Identity
@@ -31,7 +34,7 @@ from sandbox.control.metering import UsageReport
 from sandbox.control.refusals import RefusalLimiter
 from sandbox.control.registrations import Registrations
 from sandbox.control.replays import ReplayMemo
-from sandbox.control.settlement import Settlement
+from sandbox.control.settlement import CloseJob, Settlement
 from sandbox.control.usage import Usage
 from sandbox.policies.models import AccessRequestView, PolicyView
 from sandbox.settings import Settings
@@ -75,6 +78,11 @@ class ControlPlane(Identity, Registrations, Access, Admission, Settlement, Usage
         super().__init__(settings, create=create, clock=clock)
         self._releases = ReplayMemo(REPLAY_MEMO_SIZE)
         self.refusals = RefusalLimiter()
+
+    def _write_batch(self, connection: Connection, jobs: Sequence[Any]) -> None:
+        """One group-commit batch: close the queries that finished, then admit the new ones."""
+        self._close_batch(connection, [job for job in jobs if isinstance(job, CloseJob)])
+        self._admit_batch(connection, [job for job in jobs if isinstance(job, AdmitJob)])
 
     def __enter__(self) -> ControlPlane:
         return self

@@ -1,12 +1,14 @@
-"""Use case: admitting a query. One admission step: look up a stored release first; then decide
-once on what was read, and replay, charge or record the denial, in one write transaction with its
-audit event.
+"""Use case: admitting a query. One admission step: look up a stored release; then decide once on
+what was read, and replay, charge or record the denial, in one write transaction with its audit
+event.
 
-The common case takes no lock that other queries wait on: one unlocked read of the policy, the
-ledger and the account, the pure policy engine's decision, and conditional charges that re-check
-every limit in the database (``sandbox.control.charges``); its events are deferred to the sealer.
-Anything else — a denial, an expired policy, a missing account, a row changed since the read —
-is decided again in a governance write transaction with the rows locked.
+The common case takes no lock other queries wait on, and shares its transaction with the other
+admissions and closings of the same moment (``sandbox.control.batching``): one unlocked read of
+the policies, ledgers and accounts involved, the pure policy engine's decision for each query in
+turn, and conditional charges that re-check every limit in the database
+(``sandbox.control.charges``); the events are deferred to the sealer. Anything else — a denial, an
+expired policy, a missing account, a row changed since the read — is decided again in a
+governance write transaction with the rows locked.
 
 The charge is made here, before any data is read, on three accounts at once (the policy, the
 organisation's lifetime account, the dataset's ledger), and is never refunded.
@@ -14,10 +16,12 @@ organisation's lifetime account, the dataset's ledger), and is never refunded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from sandbox.audit import chain
@@ -33,7 +37,8 @@ from sandbox.budget import (
 )
 from sandbox.catalog.models import DatasetRecord
 from sandbox.control.base import Core, account_row, dataset_row, ledger_row
-from sandbox.control.charges import admission_row, charge_if_unchanged, charge_locked
+from sandbox.control.batching import Job
+from sandbox.control.charges import Changed, PendingCharges, admission_rows, charge_locked
 from sandbox.control.ledger import (
     CachedAnswer,
     QueryStatus,
@@ -42,7 +47,14 @@ from sandbox.control.ledger import (
     insert_query,
     own_budget_state,
 )
-from sandbox.control.replays import ReplayMemo, StoredRelease, find_replay, replayed_answer
+from sandbox.control.replays import (
+    ReleaseKey,
+    ReplayMemo,
+    StoredRelease,
+    find_replay,
+    find_replays,
+    replayed_answer,
+)
 from sandbox.errors import InternalError, PolicyDenied
 from sandbox.policies import workflow
 from sandbox.policies.engine import check_access, decide
@@ -50,46 +62,114 @@ from sandbox.policies.models import PolicyView
 from sandbox.principals import Principal
 from sandbox.query.summary import QuerySummary
 from sandbox.store.db import Runner
-from sandbox.store.models import Policy
 
 REPLAY_MEMO_SIZE = 4096  # stored releases memoised per process (answers are small JSON documents)
-ReleaseKey = tuple[str, str, str, str]
-
-
-class _Changed(Exception):
-    """A row the unlocked decision read changed before the charge: decide again, locked."""
+# every column a query record may set, so the records of one batch insert as one statement
+_QUERY_DEFAULTS: dict[str, Any] = {
+    "epsilon": 0,
+    "delta": 0,
+    "replay_of": None,
+    "rule": None,
+    "error_code": None,
+    "finished_at": None,
+}
 
 
 @dataclass
 class _Attempt:
-    """One query attempt inside ``begin_query``'s write transaction."""
+    """One query attempt: what was asked, and what its decision read."""
 
     principal: Principal
     dataset: DatasetRecord
     summary: QuerySummary
     sql: str
     now: datetime
-    holder: str
-    policy: Policy | Any | None = None
+    holder: str  # the replica admitting it
+    policy: Any = None  # the policy row decided on (ORM or Core)
     ledger_id: str | None = None
-    deferred: bool = False  # events go to the sealer (no chain-head lock held)
 
-    def record(self, session: Runner, type: EventType, **payload: Any) -> None:
-        """Write the attempt's audit event."""
-        write = chain.defer if self.deferred else chain.append
-        write(
-            session,
-            type,
-            actor=self.principal,
-            now=self.now,
-            organisation=self.principal.organisation,
-            dataset=self.dataset.name,
-            payload=payload,
+    @property
+    def release_key(self) -> ReleaseKey:
+        """The key of an identical earlier release by the same organisation."""
+        summary = self.summary
+        return (
+            self.principal.organisation or "",
+            self.dataset.name,
+            summary.dataset_version,
+            summary.fingerprint,
         )
 
 
+@dataclass
+class _Writes:
+    """The query records and audit events of one or more decisions, written together."""
+
+    queries: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def query(self, attempt: _Attempt, status: QueryStatus, **fields: Any) -> str:
+        """Add the attempt's query record; its id."""
+        query_id = workflow.new_id("q")
+        self.queries.append(
+            {
+                **_QUERY_DEFAULTS,
+                "id": query_id,
+                "principal": attempt.principal.name,
+                "organisation": attempt.principal.organisation,
+                "dataset": attempt.dataset.name,
+                "dataset_owner": attempt.dataset.metadata.owner,
+                "dataset_version": attempt.summary.dataset_version,
+                "ledger_id": attempt.ledger_id,
+                "policy_id": attempt.policy.id if attempt.policy is not None else None,
+                "sql": attempt.sql,
+                "normalized_sql": attempt.summary.normalized_sql,
+                "fingerprint": attempt.summary.fingerprint,
+                "status": status.value,
+                "created_at": attempt.now,
+                "holder": attempt.holder,
+                **fields,
+            }
+        )
+        return query_id
+
+    def event(self, attempt: _Attempt, type: EventType, **payload: Any) -> None:
+        """Add the attempt's audit event."""
+        self.events.append(
+            {
+                "type": type,
+                "actor": attempt.principal,
+                "now": attempt.now,
+                "organisation": attempt.principal.organisation,
+                "dataset": attempt.dataset.name,
+                "payload": payload,
+            }
+        )
+
+    def flush(self, session: Runner, *, deferred: bool) -> None:
+        """Write everything added: events deferred to the sealer, or appended to the chain (when
+        the transaction holds the chain head)."""
+        if self.queries:
+            insert_query(session, self.queries)
+        if deferred:
+            chain.defer(session, [chain.pending_row(**event) for event in self.events])
+        else:
+            for event in self.events:
+                chain.append(session, **event)
+
+
+class AdmitJob(Job):
+    """One admission in a batch; ``result`` ``None``: decide again on locked rows."""
+
+    result: QueryTicket | CachedAnswer | None
+
+    def __init__(self, attempt: _Attempt, release: StoredRelease | None) -> None:
+        super().__init__()
+        self.attempt = attempt
+        self.release = release
+
+
 class Admission(Core):
-    """Deciding, reserving, replaying and charging queries."""
+    """Deciding, charging and replaying queries."""
 
     _releases: ReplayMemo
 
@@ -131,14 +211,19 @@ class Admission(Core):
         """
         if summary.dataset != dataset.name:
             raise InternalError("the query summary is for another dataset")
-        attempt = _Attempt(principal, dataset, summary, sql, self._now(), self._upkeep.replica_id)
-        release = self._stored_release(attempt)
+        now, holder = self._now(), self._upkeep.replica_id
         if principal.organisation:
+            attempt = _Attempt(principal, dataset, summary, sql, now, holder)
+            job = AdmitJob(attempt, self._releases.get(attempt.release_key))
             try:
-                with self._hot() as connection:
-                    return self._admit_unlocked(connection, attempt, release)
-            except _Changed:
-                attempt = _Attempt(principal, dataset, summary, sql, attempt.now, attempt.holder)
+                self._writes.submit(job)
+                admitted = job.result
+            except Changed:
+                admitted = None
+            if admitted is not None:
+                return admitted
+        attempt = _Attempt(principal, dataset, summary, sql, now, holder)
+        release = self._stored_release(attempt)
         outcome: QueryTicket | CachedAnswer | PolicyDenied
         with self._store.write_transaction() as session:
             if principal.organisation:
@@ -146,33 +231,47 @@ class Admission(Core):
                 if row is not None:
                     workflow.notice_expiry(session, row, attempt.now)
                 attempt.policy = row
-            outcome = self._admit_locked(session, attempt, release)
+            writes = _Writes()
+            outcome = self._admit_locked(session, attempt, release, writes)
+            writes.flush(session, deferred=False)
         if isinstance(outcome, PolicyDenied):
             raise outcome
         return outcome
 
-    def _admit_unlocked(
-        self, connection: Runner, attempt: _Attempt, release: StoredRelease | None
-    ) -> QueryTicket | CachedAnswer:
-        """Replay or charge on one unlocked read; ``_Changed`` when the locked path must decide."""
-        read = admission_row(connection, attempt.principal.organisation or "", attempt.dataset.name)
-        if read is None or workflow.is_past_due(read.row, attempt.now):
-            raise _Changed
-        attempt.policy, attempt.ledger_id, attempt.deferred = read.row, read.ledger_id, True
-        view = workflow.policy_view(read.row)
-        if release is not None and self._replay_allowed(attempt, view, budget_state(read.row)):
-            return self._record_replay(connection, attempt, release, view, read.state)
-        if not decide(
-            attempt.principal, attempt.dataset, view, attempt.summary, read.state, attempt.now
-        ).allowed:
-            raise _Changed
-        ticket = self._record_charge(connection, attempt, view, read.state)
-        if not charge_if_unchanged(connection, read, *_units(attempt.summary)):
-            raise _Changed
-        return ticket
+    def _admit_batch(self, connection: Connection, jobs: Sequence[AdmitJob]) -> None:
+        """Decide every admission of a batch on one unlocked read and charge them together;
+        ``Changed`` if a row changed since the read (the batch is rolled back)."""
+        if not jobs:
+            return
+        reads = admission_rows(connection, {job.attempt.release_key[:2] for job in jobs})
+        unknown = [job.attempt.release_key for job in jobs if job.release is None]
+        releases = find_replays(connection, unknown)
+        for key, release in releases.items():
+            self._releases.put(key, release)
+        charges, writes = PendingCharges(), _Writes()
+        for job in jobs:
+            attempt = job.attempt
+            read = reads.get(attempt.release_key[:2])
+            job.result = None
+            if read is None or workflow.is_past_due(read.row, attempt.now):
+                continue
+            attempt.policy, attempt.ledger_id = read.row, read.ledger_id
+            view = workflow.policy_view(read.row)
+            state = charges.state(read)
+            found = job.release or releases.get(attempt.release_key)
+            if found is not None and self._replay_allowed(attempt, view, budget_state(read.row)):
+                job.result = self._record_replay(writes, attempt, found, view, state)
+            elif decide(
+                attempt.principal, attempt.dataset, view, attempt.summary, state, attempt.now
+            ).allowed:
+                charges.add(read, *_units(attempt.summary))
+                job.result = self._record_charge(writes, attempt, view, state)
+        writes.flush(connection, deferred=True)
+        if not charges.apply(connection):
+            raise Changed
 
     def _admit_locked(
-        self, session: Session, attempt: _Attempt, release: StoredRelease | None
+        self, session: Session, attempt: _Attempt, release: StoredRelease | None, writes: _Writes
     ) -> QueryTicket | CachedAnswer | PolicyDenied:
         """Decide once on the locked rows: replay (free), charge, or record the denial."""
         policy, summary = attempt.policy, attempt.summary
@@ -184,7 +283,7 @@ class Admission(Core):
             and self._replay_allowed(attempt, view, budget_state(policy))
         ):
             state = own_budget_state(session, policy, attempt.dataset.name)
-            return self._record_replay(session, attempt, release, view, state)
+            return self._record_replay(writes, attempt, release, view, state)
         state = BudgetState(0, 0, 0, 0)
         if policy is not None and attempt.principal.organisation:
             attempt.ledger_id = dataset_row(session, attempt.dataset).ledger_id
@@ -193,9 +292,9 @@ class Admission(Core):
             state = budget_state(policy, ledger, account)
         decision = decide(attempt.principal, attempt.dataset, view, summary, state, attempt.now)
         if not decision.allowed or policy is None or view is None or attempt.ledger_id is None:
-            return self._deny(session, attempt, decision.error())
+            return self._deny(writes, attempt, decision.error())
         charge_locked(session, policy, attempt.ledger_id, *_units(summary))
-        return self._record_charge(session, attempt, view, state)
+        return self._record_charge(writes, attempt, view, state)
 
     @staticmethod
     def _replay_allowed(attempt: _Attempt, view: PolicyView, state: BudgetState) -> bool:
@@ -204,15 +303,16 @@ class Admission(Core):
             attempt.principal, attempt.dataset, view, attempt.summary, state, attempt.now, charge=False
         ).allowed
 
+    @staticmethod
     def _record_charge(
-        self, session: Runner, attempt: _Attempt, view: PolicyView, state: BudgetState
+        writes: _Writes, attempt: _Attempt, view: PolicyView, state: BudgetState
     ) -> QueryTicket:
-        """Record the charged query (``query.reserved``) and its ticket."""
+        """Record the charged query (``query.reserved``) and return its ticket."""
         summary = attempt.summary
         epsilon, delta = _units(summary)
-        query_id = self._new_query(session, attempt, QueryStatus.RESERVED, epsilon=epsilon, delta=delta)
-        attempt.record(
-            session,
+        query_id = writes.query(attempt, QueryStatus.RESERVED, epsilon=epsilon, delta=delta)
+        writes.event(
+            attempt,
             EventType.QUERY_RESERVED,
             query_id=query_id,
             policy_id=view.id,
@@ -229,6 +329,12 @@ class Admission(Core):
         )
         return QueryTicket(
             query_id=query_id,
+            principal=attempt.principal.name,
+            dataset=attempt.dataset.name,
+            dataset_version=summary.dataset_version,
+            fingerprint=summary.fingerprint,
+            epsilon_units=epsilon,
+            delta_units=delta,
             policy=view,
             epsilon=epsilon_float(epsilon),
             delta=delta_float(delta),
@@ -236,17 +342,11 @@ class Admission(Core):
             delta_remaining=delta_float(state.delta_remaining - delta),
         )
 
-    @staticmethod
-    def _release_key(attempt: _Attempt) -> ReleaseKey:
-        summary = attempt.summary
-        organisation = attempt.principal.organisation or ""
-        return (organisation, attempt.dataset.name, summary.dataset_version, summary.fingerprint)
-
     def _stored_release(self, attempt: _Attempt) -> StoredRelease | None:
         """The stored release of an identical query by the attempt's organisation (memoised), if any."""
         if not attempt.principal.organisation:
             return None
-        key = self._release_key(attempt)
+        key = attempt.release_key
         entry = self._releases.get(key)
         if entry is None:
             with self._store.connect() as connection:
@@ -255,15 +355,16 @@ class Admission(Core):
                 self._releases.put(key, entry)
         return entry
 
+    @staticmethod
     def _record_replay(
-        self, session: Runner, attempt: _Attempt, entry: StoredRelease, view: PolicyView, state: BudgetState
+        writes: _Writes, attempt: _Attempt, entry: StoredRelease, view: PolicyView, state: BudgetState
     ) -> CachedAnswer:
         """Record a replayed release (no charge) and return the stored answer."""
-        query_id = self._new_query(
-            session, attempt, QueryStatus.REPLAYED, replay_of=entry.query_id, finished_at=attempt.now
+        query_id = writes.query(
+            attempt, QueryStatus.REPLAYED, replay_of=entry.query_id, finished_at=attempt.now
         )
-        attempt.record(
-            session,
+        writes.event(
+            attempt,
             EventType.QUERY_REPLAYED,
             query_id=query_id,
             replay_of=entry.query_id,
@@ -281,18 +382,14 @@ class Admission(Core):
             delta_remaining=delta_float(state.delta_remaining),
         )
 
-    def _deny(self, session: Session, attempt: _Attempt, error: PolicyDenied) -> PolicyDenied:
+    @staticmethod
+    def _deny(writes: _Writes, attempt: _Attempt, error: PolicyDenied) -> PolicyDenied:
         """Record a denied query (no charge) and return its error, carrying the query id."""
-        query_id = self._new_query(
-            session,
-            attempt,
-            QueryStatus.REJECTED,
-            rule=error.rule,
-            error_code=error.code,
-            finished_at=attempt.now,
+        query_id = writes.query(
+            attempt, QueryStatus.REJECTED, rule=error.rule, error_code=error.code, finished_at=attempt.now
         )
-        attempt.record(
-            session,
+        writes.event(
+            attempt,
             EventType.QUERY_REJECTED,
             query_id=query_id,
             sql=attempt.sql,
@@ -304,30 +401,6 @@ class Admission(Core):
         )
         error.details["query_id"] = query_id
         return error
-
-    def _new_query(self, session: Runner, attempt: _Attempt, status: QueryStatus, **fields: Any) -> str:
-        """Insert the attempt's query record (one statement, no ORM flush); its id."""
-        query_id = workflow.new_id("q")
-        values: dict[str, Any] = {
-            "id": query_id,
-            "principal": attempt.principal.name,
-            "organisation": attempt.principal.organisation,
-            "dataset": attempt.dataset.name,
-            "dataset_owner": attempt.dataset.metadata.owner,
-            "dataset_version": attempt.summary.dataset_version,
-            "ledger_id": attempt.ledger_id,
-            "policy_id": attempt.policy.id if attempt.policy is not None else None,
-            "sql": attempt.sql,
-            "normalized_sql": attempt.summary.normalized_sql,
-            "fingerprint": attempt.summary.fingerprint,
-            "epsilon": 0,
-            "delta": 0,
-            "status": status.value,
-            "created_at": attempt.now,
-            "holder": attempt.holder,
-        }
-        insert_query(session, {**values, **fields})
-        return query_id
 
 
 def _units(summary: QuerySummary) -> tuple[int, int]:

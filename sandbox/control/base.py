@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from sandbox.audit import chain
 from sandbox.catalog.models import DatasetRecord
+from sandbox.control.batching import GroupCommit
 from sandbox.control.upkeep import Upkeep
 from sandbox.errors import Forbidden, InvalidRequest
 from sandbox.principals import Principal, Role
@@ -59,11 +60,18 @@ class Core:
         self._store = Store(url)
         self._clock = clock or utc_now
         self._upkeep = Upkeep(self._store, self._now, settings.abandoned_reservation_s / 4)
+        self._writes: GroupCommit[Any] = GroupCommit(self._hot, self._write_batch)
 
     def close(self) -> None:
-        """Seal pending audit events, stop the upkeep thread and release the database connections."""
+        """Finish queued writes, seal pending audit events, stop the background threads and
+        release the database connections."""
+        self._writes.close()
         self._upkeep.close()
         self._store.dispose()
+
+    def _write_batch(self, connection: Connection, jobs: Sequence[Any]) -> None:
+        """Run one group-commit batch of query-path jobs (the control plane's use cases define it)."""
+        raise NotImplementedError
 
     @contextmanager
     def _hot(self) -> Iterator[Connection]:

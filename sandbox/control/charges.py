@@ -1,22 +1,24 @@
 """Charging a query to its three accounts: the policy, the organisation's lifetime account on the
 dataset's ledger, and the ledger (all organisations) — in exact integer units, at admission.
 
-Two ways, one result. ``admission_row`` + ``charge_if_unchanged`` is the query path: one unlocked
-read of everything the decision needs, then conditional ``UPDATE``s whose ``WHERE`` re-checks the
-grant and every cap and that the policy's revision (its terms and status) is still the one
-decided on. If any of them matches no row, something changed since the read; the caller rolls
-back and decides again with the rows locked (``charge_locked``). Rows are always locked in the
-order policy → ledger → account, as governance writes do, so no two writers wait on each other
-in a cycle.
+Two ways, one result. ``admission_rows`` + ``PendingCharges`` is the query path: one unlocked
+read of everything the decisions of a batch need, then one conditional ``UPDATE`` per row charged
+(the batch's amounts summed) whose ``WHERE`` re-checks the grant and every cap, and that the
+policy's revision (its terms and status) is still the one decided on. If any matches no row,
+something changed since the read: the batch is rolled back (``Changed``) and decided again, alone,
+then with the rows locked (``charge_locked``). Rows are locked in the order policies → ledgers →
+accounts, each kind sorted by key, as governance writes lock them, so no two writers ever wait on
+each other in a cycle.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, CursorResult, Result, Row, and_, bindparam, select, update
+from sqlalchemy import BigInteger, CursorResult, Result, Row, and_, bindparam, select, tuple_, update
 
-from sandbox.budget import BudgetState
+from sandbox.budget import Allowance, BudgetState
 from sandbox.control.ledger import budget_state
 from sandbox.errors import InternalError
 from sandbox.policies.models import PolicyStatus
@@ -60,8 +62,7 @@ _ADMISSION = (
         )
     )
     .where(
-        _POLICIES.c.organisation == bindparam("b_organisation"),
-        _POLICIES.c.dataset == bindparam("b_dataset"),
+        tuple_(_POLICIES.c.organisation, _POLICIES.c.dataset).in_(bindparam("b_pairs", expanding=True)),
         _POLICIES.c.status == PolicyStatus.ACTIVE.value,
     )
 )
@@ -108,17 +109,19 @@ _CHARGE_ACCOUNT = (
 _NO_CAP = 2**62  # above any reachable total: amounts are checked against 2^62 at grant time
 
 
+class Changed(Exception):
+    """A row an unlocked decision read changed before the charge: decide again."""
+
+
 class AdmissionRow:
-    """What ``admission_row`` read: the policy row and the budget state it decides on."""
+    """What ``admission_rows`` read for one (organisation, dataset): the policy row, its ledger and
+    the budget state it decides on."""
 
     def __init__(self, row: Row[Any]) -> None:
         self.row = row
         self.ledger_id: str = row.ledger_id
-        self.state: BudgetState = budget_state(
-            row,
-            _Ledger(row),
-            _Account(row),
-        )
+        self.account_key = (row.ledger_id, row.organisation)
+        self.state: BudgetState = budget_state(row, _Ledger(row), _Account(row))
 
 
 class _Ledger:
@@ -143,52 +146,92 @@ class _Account:
         self.delta_spent = row.account_delta_spent
 
 
-def admission_row(runner: Runner, organisation: str, dataset: str) -> AdmissionRow | None:
-    """The organisation's active policy on the dataset with its ledger and lifetime account, read
-    without locks; ``None`` when any is missing (the locked path creates or reports them)."""
-    row = runner.execute(_ADMISSION, {"b_organisation": organisation, "b_dataset": dataset}).one_or_none()
-    return None if row is None else AdmissionRow(row)
+def admission_rows(runner: Runner, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], AdmissionRow]:
+    """For each (organisation, dataset): its active policy with the dataset's ledger and the
+    organisation's lifetime account there, read without locks in one statement. A pair is missing
+    when any of them is (the locked path creates or reports them)."""
+    rows = runner.execute(_ADMISSION, {"b_pairs": sorted(pairs)}).all()
+    return {(row.organisation, row.dataset): AdmissionRow(row) for row in rows}
 
 
-def charge_if_unchanged(runner: Runner, read: AdmissionRow, epsilon: int, delta: int) -> bool:
-    """Charge ``epsilon``/``delta`` units if nothing the decision read has changed since; whether it
-    did. On ``False`` some rows may be charged already: roll the transaction back."""
-    row, amounts = read.row, {"b_epsilon": epsilon, "b_delta": delta}
-    charged = _rows(
-        runner.execute(_CHARGE_POLICY, {"b_policy": row.id, "b_revision": row.revision, **amounts})
-    )
-    if charged != 1:
-        return False
-    charged = _rows(
-        runner.execute(
-            _CHARGE_LEDGER,
-            {
-                "b_ledger": read.ledger_id,
-                "b_org_epsilon_cap": row.organisation_epsilon_cap,
-                "b_org_delta_cap": row.organisation_delta_cap,
-                **amounts,
-            },
+class PendingCharges:
+    """The charges a batch decided on, summed per row, added to what was read, and applied with
+    conditional updates."""
+
+    def __init__(self) -> None:
+        self._policies: dict[str, tuple[AdmissionRow, int, int]] = {}
+        self._ledgers: dict[str, tuple[AdmissionRow, int, int]] = {}
+        self._accounts: dict[tuple[str, str], tuple[AdmissionRow, int, int]] = {}
+
+    def state(self, read: AdmissionRow) -> BudgetState:
+        """The budget state of ``read`` with this batch's earlier charges added."""
+        base = read.state
+        policy = self._policies.get(read.row.id, (read, 0, 0))
+        ledger = self._ledgers.get(read.ledger_id, (read, 0, 0))
+        account = self._accounts.get(read.account_key, (read, 0, 0))
+        return replace(
+            base,
+            epsilon_used=base.epsilon_used + policy[1],
+            delta_used=base.delta_used + policy[2],
+            lifetime_epsilon=_more(base.lifetime_epsilon, account[1]),
+            lifetime_delta=_more(base.lifetime_delta, account[2]),
+            dataset_epsilon=_more(base.dataset_epsilon, ledger[1]),
+            dataset_delta=_more(base.dataset_delta, ledger[2]),
         )
-    )
-    if charged != 1:
-        return False
-    lifetime = read.state
-    epsilon_cap, delta_cap = lifetime.lifetime_epsilon.cap, lifetime.lifetime_delta.cap
-    charged = _rows(
-        runner.execute(
-            _CHARGE_ACCOUNT,
-            {
+
+    def add(self, read: AdmissionRow, epsilon: int, delta: int) -> None:
+        """Add one query's charge."""
+        self._policies[read.row.id] = _plus(self._policies.get(read.row.id), read, epsilon, delta)
+        self._ledgers[read.ledger_id] = _plus(self._ledgers.get(read.ledger_id), read, epsilon, delta)
+        self._accounts[read.account_key] = _plus(self._accounts.get(read.account_key), read, epsilon, delta)
+
+    def apply(self, runner: Runner) -> bool:
+        """Charge every row with its summed amounts if nothing decided on changed; whether it did.
+        On ``False`` some rows may be charged already: roll the transaction back."""
+        for _, (read, epsilon, delta) in sorted(self._policies.items()):
+            values = {
+                "b_policy": read.row.id,
+                "b_revision": read.row.revision,
+                "b_epsilon": epsilon,
+                "b_delta": delta,
+            }
+            if _rows(runner.execute(_CHARGE_POLICY, values)) != 1:
+                return False
+        for _, (read, epsilon, delta) in sorted(self._ledgers.items()):
+            values = {
                 "b_ledger": read.ledger_id,
-                "b_organisation": row.organisation,
-                "b_account_epsilon_cap": row.account_epsilon_cap,
-                "b_account_delta_cap": row.account_delta_cap,
+                "b_org_epsilon_cap": read.row.organisation_epsilon_cap,
+                "b_org_delta_cap": read.row.organisation_delta_cap,
+                "b_epsilon": epsilon,
+                "b_delta": delta,
+            }
+            if _rows(runner.execute(_CHARGE_LEDGER, values)) != 1:
+                return False
+        for _, (read, epsilon, delta) in sorted(self._accounts.items()):
+            epsilon_cap, delta_cap = read.state.lifetime_epsilon.cap, read.state.lifetime_delta.cap
+            values = {
+                "b_ledger": read.ledger_id,
+                "b_organisation": read.row.organisation,
+                "b_account_epsilon_cap": read.row.account_epsilon_cap,
+                "b_account_delta_cap": read.row.account_delta_cap,
                 "b_epsilon_ceiling": _NO_CAP if epsilon_cap is None else epsilon_cap,
                 "b_delta_ceiling": _NO_CAP if delta_cap is None else delta_cap,
-                **amounts,
-            },
-        )
-    )
-    return charged == 1
+                "b_epsilon": epsilon,
+                "b_delta": delta,
+            }
+            if _rows(runner.execute(_CHARGE_ACCOUNT, values)) != 1:
+                return False
+        return True
+
+
+def _plus(
+    found: tuple[AdmissionRow, int, int] | None, read: AdmissionRow, epsilon: int, delta: int
+) -> tuple[AdmissionRow, int, int]:
+    return (read, epsilon, delta) if found is None else (found[0], found[1] + epsilon, found[2] + delta)
+
+
+def _more(allowance: Allowance, units: int) -> Allowance:
+    return Allowance(allowance.cap, allowance.used + units)
 
 
 def _rows(result: Result[Any]) -> int:

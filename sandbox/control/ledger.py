@@ -70,11 +70,18 @@ class BudgetView(BaseModel):
 
 
 class QueryTicket(BaseModel):
-    """A reserved query: the pipeline runs it, then calls ``complete_query`` or ``fail_query``."""
+    """A charged query: the pipeline runs it, then calls ``complete_query`` or ``fail_query``
+    (which record its outcome from what the ticket carries)."""
 
     model_config = ConfigDict(frozen=True)
 
     query_id: str
+    principal: str
+    dataset: str
+    dataset_version: str
+    fingerprint: str
+    epsilon_units: int
+    delta_units: int
     policy: PolicyView
     epsilon: float
     delta: float
@@ -232,8 +239,9 @@ _READ_QUERY = select(_QUERIES).where(_QUERIES.c.id == bindparam("b_id"))
 _UPDATE_QUERY = update(_QUERIES).where(_QUERIES.c.id == bindparam("b_id"))
 
 
-def insert_query(session: Runner, values: dict[str, Any]) -> None:
-    """Insert a query record (one pre-built statement: no ORM flush on the hot path)."""
+def insert_query(session: Runner, values: dict[str, Any] | list[dict[str, Any]]) -> None:
+    """Insert query records (one pre-built statement: no ORM flush on the hot path); a list's
+    records must all set the same columns."""
     session.execute(_INSERT_QUERY, values)
 
 

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Insert, Row, bindparam, select
+from sqlalchemy import Connection, Insert, Row, bindparam, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from sandbox.audit.chain import canonical_json
@@ -36,6 +36,13 @@ _INSERT_REPLAY: dict[str, Insert] = {
 }
 
 
+ReleaseKey = tuple[str, str, str, str]  # (organisation, dataset, dataset version, fingerprint)
+_KEY = (_REPLAY.c.organisation, _REPLAY.c.dataset, _REPLAY.c.dataset_version, _REPLAY.c.fingerprint)
+_READ_REPLAYS = select(*_KEY, _REPLAY.c.query_id, _REPLAY.c.answer).where(
+    tuple_(*_KEY).in_(bindparam("b_keys", expanding=True))
+)
+
+
 class StoredRelease(NamedTuple):
     """A stored release kept for replay: the original query and its answer (canonical JSON)."""
 
@@ -55,6 +62,19 @@ def find_replay(
     }
     row = session.execute(_READ_REPLAY, key).one_or_none()
     return None if row is None else StoredRelease(row.query_id, row.answer)
+
+
+def find_replays(runner: Runner, keys: list[ReleaseKey]) -> dict[ReleaseKey, StoredRelease]:
+    """The stored releases of many keys at once (one read)."""
+    if not keys:
+        return {}
+    rows = runner.execute(_READ_REPLAYS, {"b_keys": sorted(set(keys))}).all()
+    return {
+        (row.organisation, row.dataset, row.dataset_version, row.fingerprint): StoredRelease(
+            row.query_id, row.answer
+        )
+        for row in rows
+    }
 
 
 class ReplayMemo:
@@ -86,22 +106,24 @@ class ReplayMemo:
                 self._entries.popitem(last=False)
 
 
-def store_replay(session: Connection, query: Row[Any], answer: dict[str, Any], now: datetime) -> None:
-    """Keep a released answer for replay (the first release of a fingerprint wins)."""
-    if query.organisation is None or query.dataset_version is None or query.fingerprint is None:
-        raise InternalError("only a planned query of an organisation can be replayed")
-    session.execute(
-        _INSERT_REPLAY[session.dialect.name],
-        {
-            "organisation": query.organisation,
-            "dataset": query.dataset,
-            "dataset_version": query.dataset_version,
-            "fingerprint": query.fingerprint,
-            "query_id": query.id,
-            "answer": canonical_json(answer).decode("utf-8"),
-            "created_at": now,
-        },
-    )
+def replay_row(key: ReleaseKey, query_id: str, answer: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The ``replay_cache`` row keeping a released answer under ``key``."""
+    organisation, dataset, version, fingerprint = key
+    return {
+        "organisation": organisation,
+        "dataset": dataset,
+        "dataset_version": version,
+        "fingerprint": fingerprint,
+        "query_id": query_id,
+        "answer": canonical_json(answer).decode("utf-8"),
+        "created_at": now,
+    }
+
+
+def store_replays(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Keep released answers for replay (``replay_row``s; the first release of a key wins)."""
+    if rows:
+        connection.execute(_INSERT_REPLAY[connection.dialect.name], rows)
 
 
 def replayed_answer(entry: StoredRelease | Row[Any]) -> dict[str, Any]:

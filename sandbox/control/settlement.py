@@ -1,26 +1,29 @@
 """Use case: closing an admitted query. Its charge was made at admission and is never refunded;
-here the query is marked answered (its release kept for replay) or failed, in one write
-transaction with its audit event, taking no lock other queries wait on. Also: refusals before
-planning, and the sweep that closes queries whose replica died.
+here the query is marked answered (its release kept for replay) or failed, with its audit event,
+in the batch transaction of the moment (``sandbox.control.batching``), taking no lock other
+queries wait on. Also: refusals before planning, and the sweep that closes queries whose replica
+died.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, bindparam, or_, select, update
+from sqlalchemy import Connection, CursorResult, bindparam, or_, select, update
 
 from sandbox.audit import chain
 from sandbox.audit.models import EventType
 from sandbox.budget import delta_text, epsilon_text
 from sandbox.control.base import Core
+from sandbox.control.batching import Job
+from sandbox.control.charges import Changed
 from sandbox.control.ledger import QueryStatus, QueryTicket, insert_query, query_record, result_shape
-from sandbox.control.replays import store_replay
+from sandbox.control.replays import replay_row, store_replays
 from sandbox.errors import Conflict, InternalError, NotFound, SandboxError
 from sandbox.policies import workflow
 from sandbox.principals import Principal
-from sandbox.store.db import Runner
 from sandbox.store.models import Base, Dataset, Query, Replica
 
 _QUERIES = Base.metadata.tables[Query.__tablename__]
@@ -36,9 +39,29 @@ _CLOSE = (
         result_shape=bindparam("b_shape", type_=_QUERIES.c.result_shape.type),
         error_code=bindparam("b_error"),
     )
-    .returning(*_QUERIES.c)
 )
 _OWNER = select(_DATASETS.c.owner).where(_DATASETS.c.name == bindparam("b_name"))
+
+
+class CloseJob(Job):
+    """One closing in a batch: the query of ``ticket`` answered with ``answer``, or failed."""
+
+    def __init__(
+        self,
+        ticket: QueryTicket,
+        now: datetime,
+        *,
+        answer: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.ticket, self.now, self.answer, self.error_code = ticket, now, answer, error
+        self.shape = None if answer is None else result_shape(answer)
+
+    @property
+    def status(self) -> QueryStatus:
+        """The query's final status."""
+        return QueryStatus.ANSWERED if self.answer is not None else QueryStatus.FAILED
 
 
 class Settlement(Core):
@@ -50,18 +73,40 @@ class Settlement(Core):
             chain.canonical_json(answer)
         except (TypeError, ValueError) as error:
             raise InternalError("the released answer is not JSON-serialisable") from error
-        now, shape = self._now(), result_shape(answer)
-        with self._hot() as connection:
-            query = _close(connection, ticket.query_id, QueryStatus.ANSWERED, now, shape=shape)
-            store_replay(connection, query, answer, now)
-            _record_settlement(connection, query, EventType.QUERY_ANSWERED, now, result_shape=shape)
+        self._writes.submit(CloseJob(ticket, self._now(), answer=answer))
 
     def fail_query(self, ticket: QueryTicket, error: SandboxError) -> None:
         """Execution failed after data may have been read: the charge stays (``query.failed``)."""
-        now = self._now()
-        with self._hot() as connection:
-            query = _close(connection, ticket.query_id, QueryStatus.FAILED, now, error=error.code)
-            _record_settlement(connection, query, EventType.QUERY_FAILED, now, error_code=error.code)
+        self._writes.submit(CloseJob(ticket, self._now(), error=error.code))
+
+    def _close_batch(self, connection: Connection, jobs: Sequence[CloseJob]) -> None:
+        """Close every query of a batch (each once); ``NotFound``/``Conflict`` for a lone job whose
+        query is unknown or closed already, ``Changed`` to retry a batch one job at a time."""
+        if not jobs:
+            return
+        closing = [
+            {
+                "b_id": job.ticket.query_id,
+                "b_status": job.status.value,
+                "b_now": job.now,
+                "b_shape": job.shape,
+                "b_error": job.error_code,
+            }
+            for job in jobs
+        ]
+        if cast("CursorResult[Any]", connection.execute(_CLOSE, closing)).rowcount != len(jobs):
+            if len(jobs) > 1:
+                raise Changed
+            _not_closable(connection, jobs[0].ticket.query_id)
+        store_replays(
+            connection,
+            [
+                replay_row(_release_key(job.ticket), job.ticket.query_id, job.answer, job.now)
+                for job in jobs
+                if job.answer is not None
+            ],
+        )
+        chain.defer(connection, [_settled_event(job) for job in jobs])
 
     def settle_abandoned(self, older_than: timedelta) -> int:
         """Close queries admitted over ``older_than`` ago whose replica stopped its heartbeat for as
@@ -74,7 +119,7 @@ class Settlement(Core):
         cutoff = now - older_than
         alive = select(_REPLICAS.c.id).where(_REPLICAS.c.last_seen >= cutoff)
         stale = (
-            select(_QUERIES.c.id)
+            select(_QUERIES)
             .where(
                 _QUERIES.c.status == QueryStatus.RESERVED.value,
                 _QUERIES.c.created_at < cutoff,
@@ -84,22 +129,28 @@ class Settlement(Core):
         )
         closed = 0
         with self._hot() as connection:
-            for query_id in connection.execute(stale).scalars().all():
-                query = connection.execute(
-                    _CLOSE,
-                    {
-                        "b_id": query_id,
-                        "b_status": QueryStatus.FAILED.value,
-                        "b_now": now,
-                        "b_shape": None,
-                        "b_error": "query.abandoned",
-                    },
-                ).one_or_none()
-                if query is not None:  # another sweeper did not close it first
-                    _record_settlement(
-                        connection, query, EventType.QUERY_FAILED, now, error_code="query.abandoned"
-                    )
-                    closed += 1
+            for query in connection.execute(stale).all():
+                values = {"b_id": query.id, "b_status": QueryStatus.FAILED.value, "b_now": now}
+                values |= {"b_shape": None, "b_error": "query.abandoned"}
+                if cast("CursorResult[Any]", connection.execute(_CLOSE, values)).rowcount != 1:
+                    continue  # another sweeper closed it first
+                payload = {
+                    "query_id": query.id,
+                    "policy_id": query.policy_id,
+                    "epsilon": epsilon_text(query.epsilon),
+                    "delta": delta_text(query.delta),
+                    "error_code": "query.abandoned",
+                }
+                event = chain.pending_row(
+                    EventType.QUERY_FAILED,
+                    actor=query.principal,
+                    now=now,
+                    organisation=query.organisation,
+                    dataset=query.dataset,
+                    payload=payload,
+                )
+                chain.defer(connection, [event])
+                closed += 1
         return closed
 
     def reject_query(self, principal: Principal, dataset_name: str, sql: str, error: SandboxError) -> str:
@@ -117,12 +168,7 @@ class Settlement(Core):
                     "organisation": principal.organisation,
                     "dataset": dataset_name,
                     "dataset_owner": owner,
-                    "dataset_version": None,
-                    "ledger_id": None,
-                    "policy_id": None,
                     "sql": sql,
-                    "normalized_sql": None,
-                    "fingerprint": None,
                     "epsilon": 0,
                     "delta": 0,
                     "status": QueryStatus.REJECTED.value,
@@ -133,8 +179,7 @@ class Settlement(Core):
                     "holder": self._upkeep.replica_id,
                 },
             )
-            chain.defer(
-                connection,
+            event = chain.pending_row(
                 EventType.QUERY_REJECTED,
                 actor=principal,
                 now=now,
@@ -142,44 +187,36 @@ class Settlement(Core):
                 dataset=dataset_name,
                 payload={"query_id": query_id, "sql": sql, "rule": rule, "message": error.message},
             )
+            chain.defer(connection, [event])
         return query_id
 
 
-def _close(
-    connection: Runner,
-    query_id: str,
-    status: QueryStatus,
-    now: datetime,
-    *,
-    shape: dict[str, Any] | None = None,
-    error: str | None = None,
-) -> Row[Any]:
-    """Mark a running query ``status`` (once); ``NotFound`` / ``Conflict`` otherwise."""
-    values = {"b_id": query_id, "b_status": status.value, "b_now": now, "b_shape": shape, "b_error": error}
-    query = connection.execute(_CLOSE, values).one_or_none()
-    if query is not None:
-        return query
+def _release_key(ticket: QueryTicket) -> tuple[str, str, str, str]:
+    return (ticket.policy.organisation, ticket.dataset, ticket.dataset_version, ticket.fingerprint)
+
+
+def _not_closable(connection: Connection, query_id: str) -> None:
+    """Raise why a query could not be closed: unknown, or not running any more."""
     if query_record(connection, query_id) is None:
         raise NotFound(f"no query {query_id!r}", code="query.not_found")
     raise Conflict(f"query {query_id!r} is not running (already closed)", code="query.not_reserved")
 
 
-def _record_settlement(
-    connection: Runner, query: Row[Any], type: EventType, now: datetime, **extra: Any
-) -> None:
-    """Defer the event of a closed query (``query.answered`` or ``query.failed``)."""
-    chain.defer(
-        connection,
-        type,
-        actor=query.principal,
-        now=now,
-        organisation=query.organisation,
-        dataset=query.dataset,
+def _settled_event(job: CloseJob) -> dict[str, Any]:
+    """The deferred event of a closed query (``query.answered`` or ``query.failed``)."""
+    ticket = job.ticket
+    extra = {"result_shape": job.shape} if job.answer is not None else {"error_code": job.error_code}
+    return chain.pending_row(
+        EventType.QUERY_ANSWERED if job.answer is not None else EventType.QUERY_FAILED,
+        actor=ticket.principal,
+        now=job.now,
+        organisation=ticket.policy.organisation,
+        dataset=ticket.dataset,
         payload={
-            "query_id": query.id,
-            "policy_id": query.policy_id,
-            "epsilon": epsilon_text(query.epsilon),
-            "delta": delta_text(query.delta),
+            "query_id": ticket.query_id,
+            "policy_id": ticket.policy.id,
+            "epsilon": epsilon_text(ticket.epsilon_units),
+            "delta": delta_text(ticket.delta_units),
             **extra,
         },
     )

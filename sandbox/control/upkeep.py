@@ -32,6 +32,7 @@ _BEAT = update(_REPLICAS).where(_REPLICAS.c.id == bindparam("b_id")).values(last
 _JOIN = insert(_REPLICAS)
 _LEAVE = delete(_REPLICAS).where(_REPLICAS.c.id == bindparam("b_id"))
 SEAL_BACKSTOP_S = 1.0  # also seal this often without a wake-up (events a dead replica left pending)
+SEAL_GATHER_S = 0.02  # after a wake-up, let more commits arrive so one seal links them all
 RETRY_S = 0.5  # after a failed round (the state store away)
 
 
@@ -94,7 +95,8 @@ class Upkeep:
     def _run(self) -> None:
         next_beat = time.monotonic() + self._heartbeat_s
         while not self._stop.is_set():
-            self._wake.wait(timeout=min(SEAL_BACKSTOP_S, max(0.0, next_beat - time.monotonic())))
+            if self._wake.wait(timeout=min(SEAL_BACKSTOP_S, max(0.0, next_beat - time.monotonic()))):
+                self._stop.wait(SEAL_GATHER_S)
             self._wake.clear()
             try:
                 if not self._store.is_sqlite:  # SQLite seals inside each query's transaction
