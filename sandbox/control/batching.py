@@ -1,9 +1,9 @@
 """Group commit for the query path: the admissions and closings that many threads of one process
 ask for at the same moment are written in one transaction, with one commit.
 
-Each caller hands a job to the process's writer thread and waits. The thread takes every job
+Each caller hands a job to the process's writer threads and waits. A free writer takes every job
 queued (up to ``MAX_BATCH``), runs them all in one write transaction, commits, and wakes their
-callers. When a batch fails as a whole (a row changed under it, an error in one job), it is rolled
+callers; with ``WRITERS`` threads, one batch is being built while others wait on the database. When a batch fails as a whole (a row changed under it, an error in one job), it is rolled
 back and each of its jobs runs again alone, so one job's failure is its own. An idle process pays
 one thread hand-off per write; a busy one shares each commit between many queries.
 """
@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection
 
 MAX_BATCH = 256
+WRITERS = 2  # batches in flight per process (each holds one database connection while it runs)
 
 
 class Job:
@@ -47,7 +48,7 @@ J = TypeVar("J", bound=Job)
 
 
 class GroupCommit(Generic[J]):
-    """The writer thread of one process: ``submit`` a job and get it back done."""
+    """The writer threads of one process: ``submit`` a job and get it back done."""
 
     def __init__(
         self,
@@ -58,7 +59,7 @@ class GroupCommit(Generic[J]):
         self._run = run
         self._queue: queue.SimpleQueue[J | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def submit(self, job: J) -> J:
         """Run ``job`` in the next batch; re-raise its error, or return it with its ``result``."""
@@ -70,21 +71,26 @@ class GroupCommit(Generic[J]):
         return job
 
     def close(self) -> None:
-        """Stop the writer thread once the jobs queued before this call are done."""
+        """Stop the writer threads once the jobs queued before this call are done."""
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None and thread.is_alive():
+            threads, self._threads = [t for t in self._threads if t.is_alive()], []
+        for _ in threads:
             self._queue.put(None)
+        for thread in threads:
             thread.join(timeout=60)
 
     def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        if self._threads and all(thread.is_alive() for thread in self._threads):
             return
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():  # none yet, or lost in a fork
+            if not self._threads or not all(t.is_alive() for t in self._threads):  # none yet, or a fork
                 self._queue = queue.SimpleQueue()
-                self._thread = threading.Thread(target=self._loop, name="sandbox-group-commit", daemon=True)
-                self._thread.start()
+                self._threads = [
+                    threading.Thread(target=self._loop, name=f"sandbox-group-commit-{n}", daemon=True)
+                    for n in range(WRITERS)
+                ]
+                for thread in self._threads:
+                    thread.start()
 
     def _loop(self) -> None:
         while True:
