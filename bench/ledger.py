@@ -1,22 +1,25 @@
 """Benchmark: the ledger alone (no DuckDB) — charged queries per second through PostgreSQL.
 
 Usage: ``python bench/ledger.py [--url postgresql+psycopg://postgres@127.0.0.1:5432/test]
-[--writers 1,2,4,8] [--seconds 5] [--threads 4]``
+[--writers 1,2,4,8] [--seconds 5] [--threads 16] [--baseline 7403756]``
 
 Each run creates a fresh database beside the one ``--url`` names (dropped afterwards), migrates
 it, registers one dataset and grants one policy per writer organisation through the public
 ``ControlPlane`` API. Then 1, 2, 4 and 8 writer processes (each its own ``ControlPlane``, as
-gateway replicas are, with ``--threads`` threads) charge queries for ``--seconds``: every query is
-``begin_query`` (decide and reserve: one write transaction with its audit event) followed by
-``complete_query`` (settle the charge and store the replay: a second one) — what the gateway does
-around each fresh query, without planning or DuckDB. The database keeps PostgreSQL's default
+gateway replicas are, with ``--threads`` threads: the concurrent requests of one replica) charge
+queries for ``--seconds``: every query is ``begin_query`` (decide and charge, with its audit
+event) followed by ``complete_query`` (record the answer and keep it for replay) — what the gateway
+does around each fresh query, without planning or DuckDB. The database keeps PostgreSQL's default
 ``synchronous_commit = on``, as production does.
 
-Printed: charged queries/s per writer count, the ratio to one writer, and to the issue's target
-(2,000/s on the 2-core machine). Checks afterwards: for every policy the ledger's spend equals
-the charges counted by the writers exactly; the audit chain verifies. Exit status 1 if a check
-fails. Today's ledger is the single-row baseline (every write appends to the one audit chain,
-serialised on its head row), so that is the only design measured.
+Before each writer count, the same workload runs on the single-row baseline: the ledger of git
+revision ``--baseline`` (every write serialised on the audit chain's head row, two transactions
+per query), from that revision's own code, so both are measured on the machine as it is now.
+
+Printed: charged queries/s per writer count, the baseline's, the ratio, and the ratio to the
+issue's target (2,000/s on the 2-core machine). Checks afterwards: for every policy the ledger's
+spend equals the charges counted by the writers exactly; the audit chain (with every pending event
+sealed) and the stored state verify. Exit status 1 if a check fails.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import hashlib
 import multiprocessing
 import os
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from tempfile import mkdtemp
+from tempfile import TemporaryDirectory, mkdtemp
 from uuid import uuid4
 
 import psycopg
@@ -236,6 +240,37 @@ def check(settings: Settings, counts: dict[int, int]) -> bool:
     return ok
 
 
+BASELINE_REV = "7403756"  # the last ledger that put every write on the chain-head row
+
+
+def baseline_qps(  # noqa: PLR0917 - the run's parameters, passed on
+    url: str, writers: int, threads: int, seconds: float, synchronous_commit: str, rev: str
+) -> float | None:
+    """Charged queries/s of the single-row ledger (``rev``), run now on the same machine: that
+    revision's code and its own copy of this benchmark, in a subprocess; ``None`` if unavailable."""
+    repo = Path(__file__).resolve().parents[1]
+    with TemporaryDirectory(prefix="sbx-ledger-baseline-") as folder:
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", rev, "sandbox", "bench"], capture_output=True, check=False
+        )
+        if archive.returncode != 0:
+            print(f"  baseline {rev} not available here: {archive.stderr.decode().strip()[:200]}")
+            return None
+        subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+        command = [sys.executable, f"{folder}/bench/ledger.py", "--url", url, "--writers", str(writers)]
+        command += ["--threads", str(threads), "--seconds", str(seconds)]
+        command += ["--synchronous-commit", synchronous_commit]
+        run = subprocess.run(
+            command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": folder}, check=False
+        )
+    for line in run.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[0] == synchronous_commit and fields[1] == str(writers):
+            return float(fields[3])
+    print(f"  baseline run failed: {(run.stderr or run.stdout).strip()[-300:]}")
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -245,35 +280,46 @@ def main() -> int:
         ),
     )
     parser.add_argument("--writers", default="1,2,4,8")
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument(
         "--synchronous-commit",
-        default="on,off",
-        help="PostgreSQL synchronous_commit values to run (on: production; off: without the WAL flush wait)",
+        default="on",
+        help="PostgreSQL synchronous_commit (on: production; off: without the WAL flush wait)",
+    )
+    parser.add_argument(
+        "--baseline", default=BASELINE_REV, help="git revision of the single-row ledger to compare ('': none)"
     )
     args = parser.parse_args()
-    runs = [
-        one_run(args.url, int(n), args.threads, args.seconds, sync)
-        for sync in args.synchronous_commit.split(",")
-        for n in args.writers.split(",")
-    ]
-    base = runs[0].qps
-    cores = os.cpu_count()
-    print(f"ledger: charged queries/s through PostgreSQL ({cores} cores, {args.threads} threads/writer)")
-    print(f"{'sync':>4} {'writers':>8} {'charged':>9} {'q/s':>9} {'vs first':>9} {'vs target':>10}  checks")
-    for run in runs:
-        print(
-            f"{run.synchronous_commit:>4} {run.writers:>8} {run.charged:>9} {run.qps:>9.0f} "
-            f"{run.qps / base:>8.2f}x {run.qps / TARGET_QPS:>9.2f}x  {'ok' if run.ok else 'FAILED'}"
+    sync = args.synchronous_commit
+    rows = []
+    for n in (int(n) for n in args.writers.split(",")):
+        base = (
+            baseline_qps(args.url, n, args.threads, args.seconds, sync, args.baseline)
+            if args.baseline
+            else None
         )
-    for sync in dict.fromkeys(run.synchronous_commit for run in runs):
-        best = max((r for r in runs if r.synchronous_commit == sync), key=lambda r: r.qps)
+        rows.append((one_run(args.url, n, args.threads, args.seconds, sync), base))
+    load = os.getloadavg()[0]
+    print(
+        f"ledger: charged queries/s through PostgreSQL ({os.cpu_count()} cores, {args.threads} threads per "
+        f"writer process, synchronous_commit={sync}, load average {load:.1f})"
+    )
+    print(f"{'writers':>7} {'baseline':>9} {'q/s':>8} {'vs baseline':>12} {'vs target':>10}  checks")
+    for run, base in rows:
+        ratio = f"{run.qps / base:>11.1f}x" if base else f"{'-':>12}"
+        shown = f"{base:>9.0f}" if base else f"{'-':>9}"
         print(
-            f"single-row baseline (today's ledger), synchronous_commit={sync}: best {best.qps:.0f} q/s "
-            f"with {best.writers} writer(s), {best.qps / TARGET_QPS:.2f}x the {TARGET_QPS:.0f} q/s target"
+            f"{run.writers:>7} {shown} {run.qps:>8.0f} {ratio} {run.qps / TARGET_QPS:>9.2f}x  "
+            f"{'ok' if run.ok else 'FAILED'}"
         )
-    return 0 if all(run.ok for run in runs) else 1
+    best = max(rows, key=lambda row: row[0].qps)
+    print(
+        f"best: {best[0].qps:.0f} charged q/s with {best[0].writers} writer process(es), "
+        f"{best[0].qps / TARGET_QPS:.2f}x the {TARGET_QPS:.0f} q/s target"
+        + (f", {best[0].qps / best[1]:.1f}x the single-row baseline ({args.baseline})" if best[1] else "")
+    )
+    return 0 if all(run.ok for run, _ in rows) else 1
 
 
 if __name__ == "__main__":
