@@ -57,10 +57,13 @@ class Settings(BaseSettings):
 
     # control-plane upkeep (run by the gateway)
     maintenance_interval_s: float = Field(
-        60.0, gt=0, description="How often the gateway expires policies and settles dead reservations."
+        60.0, gt=0, description="How often the gateway expires policies and closes abandoned queries."
     )
     abandoned_reservation_s: float = Field(
-        600.0, gt=0, description="Age after which a reservation whose query never finished is charged."
+        600.0,
+        gt=0,
+        description="How long a replica may miss its heartbeat (sent every quarter of this) before "
+        "its running queries count as abandoned: closed as failed, their charge kept.",
     )
     request_ttl_days: int = Field(
         30, ge=1, description="Days an access request may stay pending before it expires undecided."

@@ -1,6 +1,6 @@
 """Periodic control-plane upkeep while the gateway runs: expire policies past ``valid_until`` and
-requests pending too long, and settle reservations whose process died (they become charges, never
-refunds). ``sandbox sweep`` runs the same round from the command line; both are safe to run from
+requests pending too long, and close the queries of replicas that died (as failed: the charge made
+at admission is kept, never refunded). ``sandbox sweep`` runs the same round from the command line; both are safe to run from
 several processes at once.
 """
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def run_once(control: ControlPlane, settings: Settings) -> tuple[int, int]:
-    """One round: (policies and requests expired, reservations settled)."""
+    """One round: (policies and requests expired, abandoned queries closed)."""
     expired = control.expire_policies() + control.expire_requests()
     settled = control.settle_abandoned(timedelta(seconds=settings.abandoned_reservation_s))
     return expired, settled
@@ -33,4 +33,6 @@ async def maintain(control: ControlPlane, settings: Settings) -> None:
             log.exception("control-plane maintenance failed")
             continue
         if expired or settled:
-            log.info("maintenance: %d policies/requests expired, %d reservations settled", expired, settled)
+            log.info(
+                "maintenance: %d policies/requests expired, %d abandoned queries closed", expired, settled
+            )

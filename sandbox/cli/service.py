@@ -123,13 +123,17 @@ def sweep(
     ctx: typer.Context,
     older_than: Annotated[
         float | None,
-        typer.Option(min=0.0, help="Settle reservations older than this many seconds (default: setting)."),
+        typer.Option(
+            min=0.0,
+            help="Close queries whose replica missed its heartbeat this many seconds (default: setting).",
+        ),
     ] = None,
 ) -> None:
-    """Expire policies and pending requests past due and charge abandoned reservations, once.
+    """Expire policies and pending requests past due and close abandoned queries, once.
 
-    The gateway runs this every ``maintenance_interval_s``; running it from cron or from several
-    gateway processes at once is safe (rows are locked: each is expired or charged exactly once).
+    A query is abandoned when its replica stopped its heartbeat: it is closed as failed and its
+    charge kept. The gateway runs this every ``maintenance_interval_s``; running it from cron or
+    from several gateway processes at once is safe (each row is expired or closed exactly once).
     """
     from datetime import timedelta  # noqa: PLC0415
 
@@ -139,7 +143,7 @@ def sweep(
         policies = control.expire_policies()
         requests = control.expire_requests()
         settled = control.settle_abandoned(timedelta(seconds=seconds))
-    out.print(f"expired {policies} policies and {requests} requests; settled {settled} reservations")
+    out.print(f"expired {policies} policies and {requests} requests; closed {settled} abandoned queries")
 
 
 @db_app.command("upgrade")
