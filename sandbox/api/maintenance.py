@@ -1,7 +1,7 @@
 """Periodic control-plane upkeep while the gateway runs: expire policies past ``valid_until`` and
 requests pending too long, and close the queries of replicas that died (as failed: the charge made
-at admission is kept, never refunded). ``sandbox sweep`` runs the same round from the command line; both are safe to run from
-several processes at once.
+at admission is kept, never refunded). ``sandbox sweep`` runs the same round from the command line;
+both are safe to run from several processes at once.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""Group commit for the query path: the admissions and closings that many threads of one process
-ask for at the same moment are written in one transaction, with one commit.
+"""Group commit for the query path: the admissions and closings that many threads of one process ask
+for at the same moment are written in one transaction, with one commit.
 
 Each caller hands a job to the process's writer threads and waits. A free writer takes every job
 queued (up to ``MAX_BATCH``), runs them all in one write transaction, commits, and wakes their
-callers; with ``WRITERS`` threads, one batch is being built while others wait on the database. When a batch fails as a whole (a row changed under it, an error in one job), it is rolled
-back and each of its jobs runs again alone, so one job's failure is its own. An idle process pays
-one thread hand-off per write; a busy one shares each commit between many queries.
+callers; with ``WRITERS`` threads, one batch is being built while others wait on the database. When
+a batch fails as a whole (a row changed under it, an error in one job), it is rolled back and each
+of its jobs runs again alone, so one job's failure is its own. An idle process pays one thread
+hand-off per write; a busy one shares each commit between many queries.
 """
 
 from __future__ import annotations
