@@ -14,19 +14,17 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Row, and_, bindparam, insert, select, update
+from sqlalchemy import Row, and_, bindparam, insert, select
 
 from sandbox.budget import Allowance, BudgetState, delta_float, epsilon_float
 from sandbox.policies.models import PolicyView
 from sandbox.store.db import Runner
-from sandbox.store.models import Base, Dataset, Ledger, LedgerAccount, Policy, Query, ReplayEntry
+from sandbox.store.models import Base, Dataset, Ledger, LedgerAccount, Policy, Query
 
-_POLICIES = Base.metadata.tables[Policy.__tablename__]
 _DATASETS = Base.metadata.tables[Dataset.__tablename__]
 _LEDGERS = Base.metadata.tables[Ledger.__tablename__]
 _ACCOUNTS = Base.metadata.tables[LedgerAccount.__tablename__]
 _QUERIES = Base.metadata.tables[Query.__tablename__]
-_REPLAY = Base.metadata.tables[ReplayEntry.__tablename__]
 
 
 class QueryStatus(StrEnum):
@@ -236,7 +234,6 @@ def own_budget_state(runner: Runner, policy: Policy | Row[Any], dataset: str) ->
 
 _INSERT_QUERY = insert(_QUERIES)
 _READ_QUERY = select(_QUERIES).where(_QUERIES.c.id == bindparam("b_id"))
-_UPDATE_QUERY = update(_QUERIES).where(_QUERIES.c.id == bindparam("b_id"))
 
 
 def insert_query(session: Runner, values: dict[str, Any] | list[dict[str, Any]]) -> None:
@@ -248,11 +245,6 @@ def insert_query(session: Runner, values: dict[str, Any] | list[dict[str, Any]])
 def query_record(session: Runner, query_id: str) -> Row[Any] | None:
     """The stored record of a query (a row of ``queries``), if any."""
     return session.execute(_READ_QUERY, {"b_id": query_id}).one_or_none()
-
-
-def finish_query(session: Runner, query_id: str, **values: Any) -> None:
-    """Set the final fields of a query record (status, finished_at, ...)."""
-    session.execute(_UPDATE_QUERY, {"b_id": query_id, **values})
 
 
 def budget_view(
