@@ -74,7 +74,7 @@ def quantile_bands(
     )
     if companion is None or spec.quantile is None:
         return None
-    (planned,) = quantities_of(plan, spec)
+    planned = quantities_of(plan, spec)[0]
     rank = quantile_rank_error(planned, CONFIDENCE_ALPHA / 2)
     half_width = companion.calibration.ci95() or 0.0
     bands: list[list[float] | None] = []

@@ -35,6 +35,11 @@ class Quantity(StrEnum):
     CENTERED_SUM = "centered_sum"  # SUM(2x - (L + U))
     CENTERED_SUMSQ = "centered_sumsq"  # SUM((2x - (L + U))^2)
     QUANTILE = "quantile"  # argmin of quantile scores over a candidate grid
+    QUANTILE_LOWER = "quantile_lower"  # lower end of the quantile's 95% interval (quantiles.py)
+    QUANTILE_UPPER = "quantile_upper"  # upper end of the quantile's 95% interval
+
+
+QUANTILES = frozenset({Quantity.QUANTILE, Quantity.QUANTILE_LOWER, Quantity.QUANTILE_UPPER})
 
 
 class Grouping(StrEnum):
@@ -147,7 +152,12 @@ def needed_quantities(spec: AggregateSpec) -> list[tuple[Quantity, str | None, F
             (Quantity.NONNULL, column, None),
         ]
     assert spec.quantile is not None
-    return [(Quantity.QUANTILE, column, quantile_fraction(spec.quantile))]
+    q = quantile_fraction(spec.quantile)
+    return [
+        (Quantity.QUANTILE, column, q),
+        (Quantity.QUANTILE_LOWER, column, q),
+        (Quantity.QUANTILE_UPPER, column, q),
+    ]
 
 
 def quantile_fraction(q: float) -> Fraction:
@@ -251,7 +261,7 @@ def build_plan(
         if quantity is Quantity.ROWS and grouping is Grouping.THRESHOLD and condition is None:
             selection = mechanisms.laplace_threshold(k, budget.selection_epsilon, budget.selection_delta)
             calibration = selection
-        elif quantity is Quantity.QUANTILE:
+        elif quantity in QUANTILES:
             calibration = mechanisms.noisy_max(delta_, budget.pure_epsilon(touched))
             assert bounds is not None
             candidates = min(quantile_candidates, bounds.upper - bounds.lower + 1)
@@ -364,7 +374,7 @@ class _Budget:
         for p in planned:
             if p.calibration is selection:
                 continue
-            runs = touched if p.quantity is Quantity.QUANTILE else 1
+            runs = touched if p.quantity in QUANTILES else 1
             epsilon = p.calibration.epsilon or 0.0
             if self.rho_total is None:
                 pure += runs * epsilon

@@ -15,11 +15,10 @@ import pyarrow as pa
 from sqlglot import exp
 
 from sandbox.errors import QueryFailed
-from sandbox.query import mechanisms
+from sandbox.query import mechanisms, quantiles
 from sandbox.query.accuracy import quantile_bands, quantile_rank_error
-from sandbox.query.plan import Grouping, PlannedQuantity, Quantity, QueryPlan, needed_quantities
+from sandbox.query.plan import QUANTILES, Grouping, PlannedQuantity, Quantity, QueryPlan, needed_quantities
 from sandbox.query.result import ColumnAccuracy, Result
-from sandbox.query.rewrite import quantile_step
 from sandbox.query.summary import AggregateKind
 from sandbox.query.validate import AggregateSpec
 
@@ -83,8 +82,9 @@ def release(plan: QueryPlan, exact: Exact) -> Result:
     noisy: dict[str, list[float]] = {}
     additive: list[tuple[PlannedQuantity, list[int]]] = []
     for planned in plan.quantities:
-        if planned.quantity is Quantity.QUANTILE:
-            noisy[planned.key] = [_quantile(plan, planned, exact, k) for k in keys]
+        if planned.quantity in QUANTILES:
+            buckets = exact.buckets.get(quantiles.buckets_key(planned), {})
+            noisy[planned.key] = [quantiles.release(planned, buckets.get(k, [])) for k in keys]
         elif planned.quantity is Quantity.ROWS and planned.condition is None and counts_released is not None:
             noisy[planned.key] = [float(counts_released[k]) for k in keys]
         else:
@@ -164,33 +164,6 @@ def _exact_value(
     return 4 * squares - 4 * shift * total + shift * shift * count
 
 
-def _quantile(plan: QueryPlan, planned: PlannedQuantity, exact: Exact, group: str) -> float:
-    """Noisy-max over the candidate grid with scores |(1-q)·#below - q·#above| (integer form)."""
-    assert planned.bounds is not None and planned.quantile is not None
-    step = quantile_step(planned)
-    below_weight = planned.quantile.denominator - planned.quantile.numerator
-    above_weight = planned.quantile.numerator
-    counts = [0] * planned.candidates
-    on_grid = [0] * planned.candidates
-    total = 0
-    for bucket, exact_hit, n in exact.buckets.get(planned.key, {}).get(group, []):
-        total += n
-        index = min(max(bucket, 0), planned.candidates)
-        if index < planned.candidates:
-            counts[index] += n
-            if exact_hit:
-                on_grid[index] += n
-    scores = []
-    below = 0
-    for i in range(planned.candidates):
-        above = total - below - on_grid[i]
-        scores.append(abs(below_weight * below - above_weight * above))
-        below += counts[i]
-    index = mechanisms.release_argmin(planned.calibration, scores)
-    # the grid's last candidate may pass the upper bound when the step was rounded up
-    return min(planned.bounds.lower + index * step, planned.bounds.upper) * planned.bounds.unit
-
-
 @dataclass
 class Released:
     """Noisy values and 95% CI half-widths of one aggregate, per group."""
@@ -202,6 +175,7 @@ class Released:
     note: str = ""
     rank_error95: float | None = None
     band95: list[list[float] | None] | None = None  # quantiles: levels [q - e, q + e] per group
+    interval95: list[list[float] | None] | None = None  # quantiles: [lower, upper] values per group
 
 
 def _aggregate(plan: QueryPlan, spec: AggregateSpec, noisy: dict[str, list[float]], groups: int) -> Released:
@@ -213,15 +187,20 @@ def _aggregate(plan: QueryPlan, spec: AggregateSpec, noisy: dict[str, list[float
         return Released(spec, [max(0, int(v)) for v in values_of[0]], [ci] * groups, quantities)
     if spec.kind is AggregateKind.QUANTILE:
         rank = quantile_rank_error(quantities[0])
+        intervals: list[list[float] | None] = [
+            [min(lo, hi), max(lo, hi)] for lo, hi in zip(values_of[1], values_of[2], strict=True)
+        ]
         return Released(
             spec,
             list(values_of[0]),
-            [None] * groups,
+            [_covering_half_width(v, i) for v, i in zip(values_of[0], intervals, strict=True)],
             quantities,
-            f"exponential mechanism over a grid of candidates: with 95% confidence the released "
-            f"value's rank is within ±{rank:.3g} rows of the best candidate's (docs/dp.md)",
+            f"exponential mechanism over a grid of candidates: 95% interval [lower, upper] from two "
+            f"more noisy runs (ci95 is the half-width around the value that covers it); the value's "
+            f"rank is within ±{rank:.3g} rows of the best candidate's (docs/dp.md)",
             rank,
             quantile_bands(plan, spec, noisy),
+            intervals,
         )
     bounds = plan.bounds(column or "")
     unit = bounds.unit
@@ -270,6 +249,13 @@ def _aggregate(plan: QueryPlan, spec: AggregateSpec, noisy: dict[str, list[float
     )
 
 
+def _covering_half_width(value: float, interval: list[float] | None) -> float | None:
+    """The half-width of the interval centred on ``value`` that contains ``interval``."""
+    if interval is None:
+        return None
+    return max(value - interval[0], interval[1] - value)
+
+
 def _number(value: float, scale: int) -> float | int:
     return round(value) if scale == 0 else round(value, scale)
 
@@ -288,6 +274,8 @@ def _suppress(
             released.ci95[i] = None
             if released.band95 is not None:
                 released.band95[i] = None
+            if released.interval95 is not None:
+                released.interval95[i] = None
     return suppressed
 
 
@@ -358,6 +346,7 @@ def _outputs(
                 note=released.note,
                 rank_error95=released.rank_error95,
                 quantile_band95=None if released.band95 is None else [released.band95[i] for i in order],
+                interval95=None if released.interval95 is None else [released.interval95[i] for i in order],
             )
         )
     return columns, rows, accuracy

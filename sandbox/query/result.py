@@ -22,6 +22,7 @@ class ColumnAccuracy:
     note: str = ""
     rank_error95: float | None = None  # quantiles: see accuracy.py
     quantile_band95: list[list[float] | None] | None = None  # quantiles with COUNT(col): levels per row
+    interval95: list[list[float] | None] | None = None  # quantiles: [lower, upper] values per row
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from sandbox.query import whitelist as wl
-from sandbox.query.plan import PlannedQuantity, Quantity, QueryPlan
+from sandbox.query.plan import QUANTILES, PlannedQuantity, Quantity, QueryPlan
 from sandbox.query.validate import GroupKey
 from sandbox.query.whitelist import Kind
 
@@ -44,7 +44,7 @@ def exact_columns(plan: QueryPlan) -> list[ExactColumn]:
         columns[planned.slot(prefix)] = sql
 
     for planned in plan.quantities:
-        if planned.quantity is Quantity.QUANTILE:
+        if planned.quantity in QUANTILES:
             continue
         if planned.quantity is Quantity.ROWS:
             add(planned, "n", exp.Count(this=exp.Star()))

@@ -88,7 +88,11 @@ def units(k: int, groups: int | None, unit: str) -> dict[tuple[str, str | None, 
 
 
 def quantile(k: int, column: str, q: float) -> dict[tuple[str, str | None, float | None], int]:
-    return {("quantile", column, q): quantile_sensitivity(k, q)}
+    """The value and the two ends of its 95% interval: three runs of one sensitivity (quantiles.py)."""
+    return {
+        (kind, column, q): quantile_sensitivity(k, q)
+        for kind in ("quantile", "quantile_lower", "quantile_upper")
+    }
 
 
 # Measures in stored units: integer columns are stored as they are (scale 0); the tiny 'floaty'
@@ -337,7 +341,11 @@ def test_plan_accounting(accounting_engine: Engine, case: Expect) -> None:
     share = EPSILON / n
     total = 0.0
     for p in plan.quantities:
-        runs = touched(plan, k) if p.quantity is Quantity.QUANTILE else 1
+        runs = (
+            touched(plan, k)
+            if p.quantity in (Quantity.QUANTILE, Quantity.QUANTILE_LOWER, Quantity.QUANTILE_UPPER)
+            else 1
+        )
         assert p.calibration.epsilon is not None
         loss = p.calibration.epsilon * runs
         assert share * (1 - REL) <= loss <= share, p.key
@@ -369,6 +377,8 @@ def test_losses_come_from_opendp_maps(accounting_engine: Engine, case: Expect) -
             assert calibration.measurement.map(calibration.sensitivity) == calibration.epsilon
         assert calibration.mechanism == {
             Quantity.QUANTILE: "noisy_max",
+            Quantity.QUANTILE_LOWER: "noisy_max",
+            Quantity.QUANTILE_UPPER: "noisy_max",
         }.get(p.quantity, "laplace_threshold" if calibration is plan.selection else "discrete_laplace")
 
 
