@@ -538,6 +538,11 @@ class ColumnAccuracyOut(BaseModel):
         description="Quantiles, when COUNT(col) is released too: per row the quantile levels "
         "[q - e, q + e] the released value lies between (95%, relative to the best grid candidate).",
     )
+    interval95: list[list[float] | None] | None = Field(
+        None,
+        description="Quantiles: per row the 95% interval [lower, upper] on the value (two more noisy "
+        "runs, accounted in epsilon); ci95 is then the half-width around the value that covers it.",
+    )
 
 
 class BudgetRemaining(BaseModel):

@@ -470,6 +470,7 @@ def answer_frame(raw: dict[str, Any], *, dataset: str, sql: str) -> DPFrame:
             "quantile_band95": {
                 a["column"]: a["quantile_band95"] for a in accuracy if a.get("quantile_band95") is not None
             },
+            "interval95": {a["column"]: a["interval95"] for a in accuracy if a.get("interval95") is not None},
             "accuracy": accuracy,
             "budget": dict(raw.get("budget") or {}),
             "grouping": raw.get("grouping"),

@@ -3,7 +3,9 @@
 The gateway returns, per aggregate column, the half-width of the 95% confidence interval of every
 row (``accuracy[].ci95``). The frame keeps them in ``attrs["ci95"]`` (column -> list in answer row
 order) and finds a row's interval through its index label, which starts as the answer's row
-number; sorting or filtering keeps labels, so the intervals follow their rows.
+number; sorting or filtering keeps labels, so the intervals follow their rows. A quantile's
+interval is not symmetric: ``attrs["interval95"]`` holds its ``[lower, upper]`` per row, shown as
+``value [lower – upper]``.
 """
 
 from __future__ import annotations
@@ -33,22 +35,36 @@ class DPFrame(pd.DataFrame):
         values = [_lookup(widths, label) for label in self.index]
         return pd.Series(values, index=self.index, name=f"{column}_ci95", dtype="float64")
 
+    def interval95(self, column: str) -> pd.DataFrame:
+        """A quantile's 95% intervals on the value (``lower``, ``upper``), aligned with the rows
+        (NaN where unknown or withheld)."""
+        intervals = (self.attrs.get("interval95") or {}).get(column)
+        ends = [_lookup_band(intervals, label) or [math.nan, math.nan] for label in self.index]
+        return pd.DataFrame(ends, index=self.index, columns=["lower", "upper"], dtype="float64")
+
     def with_ci(self) -> pd.DataFrame:
-        """A plain DataFrame with the answer and one ``<column>_ci95`` column per aggregate."""
+        """A plain DataFrame with the answer and one ``<column>_ci95`` column per aggregate; a
+        quantile also gets ``<column>_lower`` and ``<column>_upper``, its 95% interval."""
         plain = pd.DataFrame(self)
+        intervals = self.attrs.get("interval95") or {}
         for column in self.attrs.get("ci95", {}):
             if column in plain.columns:
                 plain[f"{column}_ci95"] = self.ci95(column)
+                if column in intervals:
+                    ends = self.interval95(column)
+                    plain[f"{column}_lower"], plain[f"{column}_upper"] = ends["lower"], ends["upper"]
         return plain
 
     def _display_frame(self) -> pd.DataFrame:
-        """The rows as text, aggregates as ``value ± half-width``, quantiles with their rank error,
-        and withheld groups (noisy count below the policy's minimum group size) saying so."""
+        """The rows as text, aggregates as ``value ± half-width``, quantiles as ``value [lower –
+        upper]`` (or their band or rank error from older answers), and withheld groups (noisy count
+        below the policy's minimum group size) saying so."""
         shown = pd.DataFrame(self).astype(object)
         minimum = int(self.attrs.get("min_group_size") or 0)
         withheld = f"withheld (fewer than {minimum})"
         ranks = self.attrs.get("rank_error95") or {}
         bands = self.attrs.get("quantile_band95") or {}
+        intervals = self.attrs.get("interval95") or {}
         for column in self.attrs.get("ci95", {}):
             if column not in shown.columns:
                 continue
@@ -56,8 +72,11 @@ class DPFrame(pd.DataFrame):
             cells = []
             for label, value, width in zip(self.index, self[column], widths, strict=True):
                 band = _lookup_band(bands.get(column), label)
+                interval = _lookup_band(intervals.get(column), label)
                 if minimum > 0 and _missing(value):
                     cells.append(withheld)
+                elif interval is not None and not _missing(value):
+                    cells.append(f"{_number(value)} [{_number(interval[0])} – {_number(interval[1])}]")
                 elif band is not None and not _missing(value):
                     cells.append(f"{_number(value)} (q {band[0]:.3f}–{band[1]:.3f})")
                 elif column in ranks and not _missing(value):
@@ -87,6 +106,8 @@ class DPFrame(pd.DataFrame):
             parts.append(f"{attrs['suppressed_rows']} group(s) withheld (fewer than {minimum})")
         parts.append(f"query {attrs['query_id']}")
         parts.append(f"{PLUS_MINUS} = 95% CI half-width")
+        if attrs.get("interval95"):
+            parts.append("[a – b] = 95% CI")
         return " · ".join(parts)
 
     def __repr__(self) -> str:
@@ -116,7 +137,8 @@ def _lookup(widths: Any, label: Any) -> float:
 
 
 def _lookup_band(bands: Any, label: Any) -> list[float] | None:
-    """The quantile band of the row with index ``label`` (its answer row number), if any."""
+    """The pair (a quantile band or interval) of the row with index ``label`` (its answer row
+    number), if any."""
     if (
         not isinstance(bands, list)
         or not isinstance(label, numbers.Integral)

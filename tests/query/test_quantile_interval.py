@@ -110,9 +110,9 @@ def test_interval_covers_a_quantile(name: str, q: Fraction) -> None:
     values = DATA[name]
     low_q, high_q = q_quantiles(values, q)
     ends = {}
-    for kind, upper in ((Quantity.QUANTILE_LOWER, False), (Quantity.QUANTILE_UPPER, True)):
+    for kind, is_upper in ((Quantity.QUANTILE_LOWER, False), (Quantity.QUANTILE_UPPER, True)):
         p = planned(kind, q, 1, 0.5)
-        ends[upper] = (p, reference_scores(p, values, upper=upper), grid(p))
+        ends[is_upper] = (p, reference_scores(p, values, upper=is_upper), grid(p))
     misses = 0
     for _ in range(DRAWS):
         p, scores, cuts = ends[False]

@@ -134,6 +134,36 @@ def test_quantile_bands_show_as_levels() -> None:
     assert "51,234.50 (q 0.470–0.530)" in shown
 
 
+def test_quantile_intervals_show_as_lower_and_upper() -> None:
+    """A quantile's 95% interval on the value is shown as [lower – upper] and added by with_ci."""
+    answer = answer_frame(
+        {
+            **WITHHELD,
+            "accuracy": [
+                WITHHELD["accuracy"][0],
+                {
+                    **WITHHELD["accuracy"][1],
+                    "ci95": [1234.5, None, None],
+                    "interval95": [[50000.0, 52469.0], None, None],
+                    "quantile_band95": [[0.47, 0.53], None, None],
+                },
+            ],
+        },
+        dataset="residents",
+        sql="SELECT ...",
+    )
+    shown = repr(answer)
+    assert "51,234.50 [50,000 – 52,469]" in shown and "(q 0.470" not in shown
+    assert "[a – b] = 95% CI" in shown
+    table = answer.sort_values("district", ascending=False).with_ci()
+    assert list(table.loc[0, ["median_income_lower", "median_income_upper", "median_income_ci95"]]) == [
+        50000.0,
+        52469.0,
+        1234.5,
+    ]
+    assert table.loc[[1, 2], "median_income_lower"].isna().all()
+
+
 def test_no_minimum_group_size_means_no_withheld_text() -> None:
     answer = answer_frame({**WITHHELD, "min_group_size": 0, "suppressed_rows": 0}, dataset="r", sql="S")
     assert "withheld" not in repr(answer)
