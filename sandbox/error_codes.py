@@ -113,6 +113,7 @@ CODES: Final[dict[str, str]] = {
     "request.json_bom": "api.md",
     "request.json_duplicate_key": "api.md",
     "request.json_invalid": "api.md",
+    "request.max_joined_rows_per_unit": "sql.md",
     "request.malformed": "api.md",
     "request.no_columns": "control-plane.md",
     "request.not_found": "control-plane.md",

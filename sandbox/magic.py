@@ -5,7 +5,8 @@
 
 shows the noisy answer (a ``DPFrame``, value ± 95% CI) and one budget-meter line under it.
 Options: ``dataset=`` and ``epsilon=`` or ``ci=`` (accuracy first: the 95% half-width wanted on
-the first aggregate; ``group_size=`` for AVG/VARIANCE/STDDEV), ``delta=`` (default 0), ``into=NAME`` (keep the
+the first aggregate; ``group_size=`` for AVG/VARIANCE/STDDEV), ``delta=`` (default 0),
+``max_joined_rows_per_unit=N`` (joins: keep at most N joined rows per person), ``into=NAME`` (keep the
 answer in a variable; the last answer is always in ``_dpsql``) and ``client=NAME`` (a ``Client`` in
 the notebook; by default one built from the environment).
 """
@@ -26,7 +27,10 @@ from sandbox.client.frame import DPFrame
 
 __all__ = ["BudgetMeter", "DPSQLMagics", "load_ipython_extension", "parse_options"]
 
-OPTIONS = frozenset({"dataset", "epsilon", "ci", "group_size", "delta", "into", "client"})
+OPTIONS = frozenset(
+    {"dataset", "epsilon", "ci", "group_size", "delta", "max_joined_rows_per_unit", "into", "client"}
+)
+WHOLE_NUMBERS = ("group_size", "max_joined_rows_per_unit")
 METER_WIDTH = 20
 
 
@@ -42,7 +46,8 @@ def parse_options(line: str) -> dict[str, str]:
         if not sep or not value or key not in OPTIONS:
             raise MagicUsageError(
                 f"cannot read {token!r}: use %%dpsql dataset=NAME epsilon=NUMBER|ci=NUMBER "
-                "[group_size=N] [delta=NUMBER] [into=VARIABLE] [client=VARIABLE]",
+                "[group_size=N] [delta=NUMBER] [max_joined_rows_per_unit=N] [into=VARIABLE] "
+                "[client=VARIABLE]",
                 code="magic.usage",
             )
         options[key] = value
@@ -53,8 +58,9 @@ def parse_options(line: str) -> dict[str, str]:
         raise MagicUsageError(f"%%dpsql needs {' and '.join(missing)}=...", code="magic.usage")
     if "epsilon" in options and "ci" in options:
         raise MagicUsageError("%%dpsql takes epsilon= or ci=, not both", code="magic.usage")
-    if "group_size" in options and not options["group_size"].isdigit():
-        raise MagicUsageError("group_size must be a whole number", code="magic.usage")
+    for key in WHOLE_NUMBERS:
+        if key in options and not (options[key].isascii() and options[key].isdigit()):
+            raise MagicUsageError(f"{key} must be a whole number", code="magic.usage")
     for key in ("epsilon", "ci", "delta"):
         if key in options:
             try:
@@ -157,6 +163,9 @@ class DPSQLMagics(Magics):
             delta=float(options.get("delta", 0.0)),
             ci=float(options["ci"]) if "ci" in options else None,
             group_size=int(options["group_size"]) if "group_size" in options else None,
+            max_joined_rows_per_unit=(
+                int(options["max_joined_rows_per_unit"]) if "max_joined_rows_per_unit" in options else None
+            ),
         )
         try:
             budgets: pd.DataFrame | None = client.budget()

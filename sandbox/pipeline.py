@@ -11,6 +11,7 @@ read.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sandbox.catalog.models import Classification, DatasetRecord
@@ -45,16 +46,17 @@ class QueryPipeline:
         *,
         ci: float | None = None,
         group_size: int | None = None,
+        max_joined_rows_per_unit: int | None = None,
     ) -> dict[str, Any]:
         """Release a noisy answer, or raise the error that names the broken rule.
 
         With ``ci`` instead of ``epsilon``, the epsilon is the smallest whose 95% half-width on the
         first aggregate is at most ``ci`` (at the assumed ``group_size`` for AVG/VARIANCE/STDDEV);
-        the policy and the budget then decide as for any epsilon.
+        the policy and the budget then decide as for any epsilon. ``max_joined_rows_per_unit``
+        lowers a person's joined rows for this query (docs/sql.md).
         """
-        plan, _policy = self._plan(
-            principal, dataset, sql, epsilon, delta, ci=ci, group_size=group_size, record_rejection=True
-        )
+        request = _Request(epsilon, delta, ci, group_size, max_joined_rows_per_unit)
+        plan, _policy = self._plan(principal, dataset, sql, request, record_rejection=True)
         outcome = self.control.begin_query(principal, plan.query.record, plan.summary, sql=sql)
         if isinstance(outcome, CachedAnswer):
             replayed = _answer(
@@ -95,6 +97,7 @@ class QueryPipeline:
         *,
         ci: float | None = None,
         group_size: int | None = None,
+        max_joined_rows_per_unit: int | None = None,
     ) -> dict[str, Any]:
         """Cost, expected accuracy, what a policy must grant, and the budget after the query.
 
@@ -112,8 +115,8 @@ class QueryPipeline:
             policy = None
             access = {"granted": False, "policy_id": None, "rule": error.code, "message": error.message}
         min_group_size = policy.min_group_size if policy else self._default_min_group_size(record)
-        epsilon = self._epsilon(record, sql, epsilon, delta, ci, group_size, min_group_size)
-        plan = self.engine.plan_for(record, sql, epsilon, delta, min_group_size=min_group_size)
+        request = _Request(epsilon, delta, ci, group_size, max_joined_rows_per_unit)
+        plan = self._plan_of(record, sql, request, min_group_size)
         estimate = estimate_of(plan, group_size).to_dict()
         budget = None
         if policy is not None:
@@ -136,47 +139,42 @@ class QueryPipeline:
         return estimate
 
     def _plan(
-        self,
-        principal: Principal,
-        dataset: str,
-        sql: str,
-        epsilon: float | None,
-        delta: float,
-        *,
-        ci: float | None,
-        group_size: int | None,
-        record_rejection: bool,
+        self, principal: Principal, dataset: str, sql: str, request: _Request, *, record_rejection: bool
     ) -> tuple[QueryPlan, PolicyView]:
         """The query's plan under the organisation's active policy, and that policy."""
         try:
             record = self._admitted(principal, dataset, sql)
             policy = self.control.active_policy(principal, record)
-            epsilon = self._epsilon(record, sql, epsilon, delta, ci, group_size, policy.min_group_size)
-            plan = self.engine.plan_for(record, sql, epsilon, delta, min_group_size=policy.min_group_size)
-            return plan, policy
+            return self._plan_of(record, sql, request, policy.min_group_size), policy
         except SandboxError as error:
             if record_rejection:
                 self.control.reject_query(principal, dataset, sql, error)
             raise
 
-    def _epsilon(  # noqa: PLR0917 - one value derived from the request's fields
-        self,
-        record: DatasetRecord,
-        sql: str,
-        epsilon: float | None,
-        delta: float,
-        ci: float | None,
-        group_size: int | None,
-        min_group_size: int,
-    ) -> float:
-        """The request's epsilon, or the one its accuracy target ``ci`` needs (exactly one is given)."""
-        if (epsilon is None) == (ci is None):
+    def _plan_of(self, record: DatasetRecord, sql: str, request: _Request, min_group_size: int) -> QueryPlan:
+        """The plan at the request's epsilon, or at the one its accuracy target ``ci`` needs
+        (exactly one is given)."""
+        if (request.epsilon is None) == (request.ci is None):
             raise InvalidRequest("pass exactly one of epsilon and ci.", code="request.epsilon")
-        if ci is None:
-            assert epsilon is not None
-            return epsilon
-        return self.engine.epsilon_for_ci(
-            record, sql, ci, delta, min_group_size=min_group_size, group_size=group_size
+        epsilon = request.epsilon
+        if request.ci is not None:
+            epsilon = self.engine.epsilon_for_ci(
+                record,
+                sql,
+                request.ci,
+                request.delta,
+                min_group_size=min_group_size,
+                group_size=request.group_size,
+                max_joined_rows_per_unit=request.max_joined_rows_per_unit,
+            )
+        assert epsilon is not None
+        return self.engine.plan_for(
+            record,
+            sql,
+            epsilon,
+            request.delta,
+            min_group_size=min_group_size,
+            max_joined_rows_per_unit=request.max_joined_rows_per_unit,
         )
 
     def _default_min_group_size(self, record: DatasetRecord) -> int:
@@ -196,6 +194,17 @@ class QueryPipeline:
         if not record.visible_to(principal):
             raise NotFound(f"dataset {dataset!r} is not registered", code="catalog.dataset_not_found")
         return record
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The fields of a query request that shape its plan."""
+
+    epsilon: float | None
+    delta: float
+    ci: float | None
+    group_size: int | None
+    max_joined_rows_per_unit: int | None
 
 
 # Denials that mean "no usable policy yet": estimate still answers (planning before access).

@@ -520,6 +520,14 @@ class QueryRequest(BaseModel):
         le=ranges.MAX_MIN_GROUP_SIZE,
         description="Assumed group size for the CIs of AVG, VARIANCE and STDDEV (estimate, ci).",
     )
+    max_joined_rows_per_unit: int | None = Field(
+        None,
+        strict=True,
+        ge=1,
+        description="Joins: keep at most this many joined rows per person for this query (lower "
+        "sensitivity, some rows dropped); from 1 to the join's bound (the product of the tables' "
+        "bounds, or the owner's max_joined_rows_per_unit), else 422 request.max_joined_rows_per_unit.",
+    )
 
 
 class ColumnAccuracyOut(BaseModel):

@@ -269,11 +269,13 @@ class Client:
         delta: float = 0.0,
         ci: float | None = None,
         group_size: int | None = None,
+        max_joined_rows_per_unit: int | None = None,
     ) -> Estimate:
         """Cost and expected accuracy of a query, spending nothing; works before access is granted
         (``access`` and ``policy_needed`` then say what to request). ``group_size``: an assumed group
-        size for the CIs of AVG/VARIANCE/STDDEV; ``ci``: derive the epsilon from a target accuracy."""
-        body = _query_body(dataset, sql, epsilon, delta, ci, group_size)
+        size for the CIs of AVG/VARIANCE/STDDEV; ``ci``: derive the epsilon from a target accuracy;
+        ``max_joined_rows_per_unit``: as for ``query``."""
+        body = _query_body(dataset, sql, epsilon, delta, ci, group_size, max_joined_rows_per_unit)
         raw = self._object("POST", "/queries/estimate", json=body)
         accuracy = pd.DataFrame(
             [
@@ -309,14 +311,18 @@ class Client:
         delta: float = 0.0,
         ci: float | None = None,
         group_size: int | None = None,
+        max_joined_rows_per_unit: int | None = None,
     ) -> DPFrame:
         """Run a DP query; the noisy rows as a ``DPFrame`` whose ``attrs`` carry cost, CIs and budget.
 
         Pass ``epsilon``, or ``ci`` (accuracy first): the smallest epsilon whose 95% half-width on
         the first aggregate is at most ``ci`` is derived, shown in ``attrs['epsilon_spent']``, and
         spent only if the policy and budget allow it (AVG/VARIANCE/STDDEV also need ``group_size``).
+        ``max_joined_rows_per_unit`` (joins): keep at most that many joined rows per person for
+        this query, lowering the sensitivity (from 1 to the join's bound; docs/sql.md).
         """
-        raw = self._object("POST", "/queries", json=_query_body(dataset, sql, epsilon, delta, ci, group_size))
+        body = _query_body(dataset, sql, epsilon, delta, ci, group_size, max_joined_rows_per_unit)
+        raw = self._object("POST", "/queries", json=body)
         return answer_frame(raw, dataset=dataset, sql=sql)
 
     def history(
@@ -483,10 +489,21 @@ def answer_frame(raw: dict[str, Any], *, dataset: str, sql: str) -> DPFrame:
 
 
 def _query_body(  # noqa: PLR0917 - the query request's fields, in order
-    dataset: str, sql: str, epsilon: float | None, delta: float, ci: float | None, group_size: int | None
+    dataset: str,
+    sql: str,
+    epsilon: float | None,
+    delta: float,
+    ci: float | None,
+    group_size: int | None,
+    max_joined_rows_per_unit: int | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"dataset": dataset, "sql": sql, "delta": delta}
-    optional = {"epsilon": epsilon, "ci": ci, "group_size": group_size}
+    optional = {
+        "epsilon": epsilon,
+        "ci": ci,
+        "group_size": group_size,
+        "max_joined_rows_per_unit": max_joined_rows_per_unit,
+    }
     return body | {k: v for k, v in optional.items() if v is not None}
 
 

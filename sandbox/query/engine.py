@@ -69,22 +69,37 @@ class Engine:
         self.catalog = catalog
         self.settings = settings or Settings()
         self._databases: dict[tuple[str, str], LockedDatabase] = {}
-        self._plans: dict[tuple[str, str, str, float, float, int], QueryPlan] = {}
-        self._validations: dict[tuple[str, str, str], ValidatedQuery] = {}
+        self._plans: dict[tuple[str, str, str, float, float, int, int | None], QueryPlan] = {}
+        self._validations: dict[tuple[str, str, str, int | None], ValidatedQuery] = {}
         self._statements: dict[str, Statements] = {}
         self._lock = threading.Lock()
 
     def plan(
-        self, dataset: str, sql: str, epsilon: float, delta: float = 0.0, *, min_group_size: int = 0
+        self,
+        dataset: str,
+        sql: str,
+        epsilon: float,
+        delta: float = 0.0,
+        *,
+        min_group_size: int = 0,
+        max_joined_rows_per_unit: int | None = None,
     ) -> QueryPlan:
-        """Validate ``sql`` and calibrate its noise; no data is read."""
+        """Validate ``sql`` and calibrate its noise; no data is read. ``max_joined_rows_per_unit``
+        lowers a person's joined rows for this query (joins.py)."""
         if len(sql) > self.settings.max_sql_length:
             raise PayloadTooLarge(
                 f"The SQL text is {len(sql)} characters; the limit is {self.settings.max_sql_length}.",
                 code="request.sql_too_long",
             )
         record = self.catalog.get(dataset)
-        return self.plan_for(record, sql, epsilon, delta, min_group_size=min_group_size)
+        return self.plan_for(
+            record,
+            sql,
+            epsilon,
+            delta,
+            min_group_size=min_group_size,
+            max_joined_rows_per_unit=max_joined_rows_per_unit,
+        )
 
     def plan_for(
         self,
@@ -94,6 +109,7 @@ class Engine:
         delta: float = 0.0,
         *,
         min_group_size: int = 0,
+        max_joined_rows_per_unit: int | None = None,
     ) -> QueryPlan:
         """``plan`` for an already loaded dataset record."""
         if epsilon > self.settings.max_epsilon_per_query:
@@ -102,13 +118,21 @@ class Engine:
                 f"{self.settings.max_epsilon_per_query:g} per query.",
                 code="request.epsilon",
             )
-        key = (record.name, record.registration_id, sql, epsilon, delta, min_group_size)
+        key = (
+            record.name,
+            record.registration_id,
+            sql,
+            epsilon,
+            delta,
+            min_group_size,
+            max_joined_rows_per_unit,
+        )
         with self._lock:
             cached = self._plans.get(key)
         if cached is not None:
             return cached
         plan = build_plan(
-            self._validated(record, sql),
+            self._validated(record, sql, max_joined_rows_per_unit),
             epsilon,
             delta,
             min_group_size=min_group_size,
@@ -122,14 +146,16 @@ class Engine:
                 self._plans.pop(next(iter(self._plans)))
         return plan
 
-    def _validated(self, record: DatasetRecord, sql: str) -> ValidatedQuery:
+    def _validated(
+        self, record: DatasetRecord, sql: str, requested_bound: int | None = None
+    ) -> ValidatedQuery:
         """The validated query of ``sql``, shared by its plans at every epsilon, delta and group size."""
-        key = (record.name, record.registration_id, sql)
+        key = (record.name, record.registration_id, sql, requested_bound)
         with self._lock:
             cached = self._validations.get(key)
         if cached is not None:
             return cached
-        validated = validate(parse_select(sql), record)
+        validated = validate(parse_select(sql), record, requested_bound)
         with self._lock:
             self._validations[key] = validated
             if len(self._validations) > PLAN_CACHE_SIZE:
@@ -146,10 +172,26 @@ class Engine:
         return release(plan, exact_from_rows(plan, rows, statements.names, quantile_rows))
 
     def query(
-        self, dataset: str, sql: str, epsilon: float, delta: float = 0.0, *, min_group_size: int = 0
+        self,
+        dataset: str,
+        sql: str,
+        epsilon: float,
+        delta: float = 0.0,
+        *,
+        min_group_size: int = 0,
+        max_joined_rows_per_unit: int | None = None,
     ) -> Result:
         """Plan and execute in one call."""
-        return self.execute(self.plan(dataset, sql, epsilon, delta, min_group_size=min_group_size))
+        return self.execute(
+            self.plan(
+                dataset,
+                sql,
+                epsilon,
+                delta,
+                min_group_size=min_group_size,
+                max_joined_rows_per_unit=max_joined_rows_per_unit,
+            )
+        )
 
     def estimate(
         self,
@@ -160,9 +202,17 @@ class Engine:
         *,
         min_group_size: int = 0,
         group_size: int | None = None,
+        max_joined_rows_per_unit: int | None = None,
     ) -> Estimate:
         """Cost and expected accuracy of ``sql``, without touching data."""
-        plan = self.plan(dataset, sql, epsilon, delta, min_group_size=min_group_size)
+        plan = self.plan(
+            dataset,
+            sql,
+            epsilon,
+            delta,
+            min_group_size=min_group_size,
+            max_joined_rows_per_unit=max_joined_rows_per_unit,
+        )
         return estimate_of(plan, group_size)
 
     def epsilon_for_ci(
@@ -174,10 +224,11 @@ class Engine:
         *,
         min_group_size: int = 0,
         group_size: int | None = None,
+        max_joined_rows_per_unit: int | None = None,
     ) -> float:
         """The smallest epsilon whose 95% half-width on the first aggregate is at most ``ci``
         (for AVG, VARIANCE and STDDEV at the assumed ``group_size``); reads no data."""
-        validated = validate(parse_select(sql), record)
+        validated = self._validated(record, sql, max_joined_rows_per_unit)
 
         def make(epsilon: float) -> QueryPlan:
             return build_plan(

@@ -33,7 +33,7 @@ from sandbox.catalog.models import (
     StoredTable,
     TableSpec,
 )
-from sandbox.errors import QueryRejected
+from sandbox.errors import InvalidRequest, QueryRejected
 from sandbox.query.scalar import kind_of_duckdb_type
 
 MAX_JOINS = 3
@@ -100,8 +100,11 @@ def check_targets(select: exp.Select) -> None:
             )
 
 
-def relation(select: exp.Select, record: DatasetRecord, first: exp.Table) -> Relation:
-    """Validate the FROM clause's joins and build the virtual table."""
+def relation(
+    select: exp.Select, record: DatasetRecord, first: exp.Table, requested: int | None = None
+) -> Relation:
+    """Validate the FROM clause's joins and build the virtual table; ``requested`` is the analyst's
+    ``max_joined_rows_per_unit`` for this query (None: the owner's, or the product of the bounds)."""
     joins = select.args.get("joins") or []
     if len(joins) > MAX_JOINS:
         raise QueryRejected("sql.join", f"At most {MAX_JOINS} joins per query.")
@@ -129,7 +132,7 @@ def relation(select: exp.Select, record: DatasetRecord, first: exp.Table) -> Rel
         tables.append(table)
         condition, compared = _condition(join, tables)
         conditions.append((side, condition, compared))
-    return _build(tables, conditions, record.metadata.max_joined_rows_per_unit)
+    return _build(tables, conditions, record.metadata.max_joined_rows_per_unit, requested)
 
 
 def _table(node: exp.Table, index: int, record: DatasetRecord) -> Joined:
@@ -242,10 +245,29 @@ def _equality(left: tuple[Joined, str], right: tuple[Joined, str]) -> exp.Expres
     )
 
 
+def joined_bound(product: int, owner: int | None, requested: int | None) -> int:
+    """The joined rows kept per person: the product of the tables' bounds, lowered by the owner's
+    ``max_joined_rows_per_unit`` and then by the analyst's (which may only lower it further)."""
+    allowed = product if owner is None else min(product, owner)
+    if requested is None:
+        return allowed
+    if isinstance(requested, bool) or not isinstance(requested, int) or not 1 <= requested <= allowed:
+        source = "the product of the joined tables' bounds" + (
+            "" if owner is None or owner >= product else " and the owner's max_joined_rows_per_unit"
+        )
+        raise InvalidRequest(
+            f"max_joined_rows_per_unit must be a whole number from 1 to {allowed} for this join "
+            f"({source}); it can only lower a person's contribution.",
+            code="request.max_joined_rows_per_unit",
+        )
+    return requested
+
+
 def _build(
     tables: list[Joined],
     conditions: list[tuple[str, exp.Expression, frozenset[str]]],
-    limit: int | None,
+    owner: int | None,
+    requested: int | None,
 ) -> Relation:
     counts: dict[str, int] = {}
     for table in tables:
@@ -277,7 +299,8 @@ def _build(
     driving = tables[0]
     unit = names[(0, (driving.spec.privacy_unit or "").lower())]
     bound = prod(t.spec.max_rows_per_unit or 1 for t in tables if not t.spec.public)
-    clamp = limit if limit is not None and limit < bound else None
+    kept = joined_bound(bound, owner, requested)
+    clamp = kept if kept < bound else None
     virtual = TableSpec(
         name=driving.spec.name,
         source=driving.spec.source,

@@ -303,6 +303,8 @@ def build_plan(
             repr(delta),
             str(min_group_size),
             mechanism,
+            # only when given, so that the fingerprints (replays) of other queries stay as they were
+            *([] if query.requested_bound is None else [f"max_joined_rows_per_unit={query.requested_bound}"]),
         ),
     )
     return QueryPlan(

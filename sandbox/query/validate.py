@@ -21,7 +21,7 @@ from sandbox.catalog.models import (
     StoredTable,
     TableSpec,
 )
-from sandbox.errors import PolicyDenied, QueryRejected
+from sandbox.errors import InvalidRequest, PolicyDenied, QueryRejected
 from sandbox.query import bins, conditional, joins
 from sandbox.query import whitelist as wl
 from sandbox.query.scalar import (
@@ -93,6 +93,7 @@ class ValidatedQuery:
     columns_used: frozenset[str]
     normalized_sql: str
     source: exp.Expression | None = None  # the generated FROM of a join (joins.py); None: the table
+    requested_bound: int | None = None  # the analyst's max_joined_rows_per_unit (joins.py)
 
     @property
     def max_rows_per_unit(self) -> int:
@@ -101,9 +102,12 @@ class ValidatedQuery:
         return self.table.max_rows_per_unit
 
 
-def validate(select: exp.Select, record: DatasetRecord) -> ValidatedQuery:
-    """Check ``select`` against the whitelist and ``record``'s metadata; rebuild its expressions."""
-    return _Validator(record).run(select)
+def validate(
+    select: exp.Select, record: DatasetRecord, max_joined_rows_per_unit: int | None = None
+) -> ValidatedQuery:
+    """Check ``select`` against the whitelist and ``record``'s metadata; rebuild its expressions.
+    ``max_joined_rows_per_unit``: the analyst's lower bound on a person's joined rows (joins.py)."""
+    return _Validator(record, max_joined_rows_per_unit).run(select)
 
 
 def result_column(index: int, prefix: str) -> exp.Column:
@@ -112,8 +116,9 @@ def result_column(index: int, prefix: str) -> exp.Column:
 
 
 class _Validator:
-    def __init__(self, record: DatasetRecord) -> None:
+    def __init__(self, record: DatasetRecord, max_joined_rows_per_unit: int | None = None) -> None:
         self.record = record
+        self.requested_bound = max_joined_rows_per_unit
         self.columns_used: set[str] = set()
         self.aggregates: list[AggregateSpec] = []
         self.join: joins.Relation | None = None
@@ -149,6 +154,7 @@ class _Validator:
             columns_used=frozenset(self.columns_used),
             normalized_sql=normalized,
             source=None if self.join is None else self.join.source,
+            requested_bound=self.requested_bound,
         )
 
     # -- statement shape -----------------------------------------------------------------------
@@ -208,7 +214,7 @@ class _Validator:
                 "never queryable.",
             )
         if select.args.get("joins"):
-            self.join = joins.relation(select, self.record, table)
+            self.join = joins.relation(select, self.record, table, self.requested_bound)
             self.columns_used |= self.join.on_columns
             return self.join.spec, self.join.stored
         spec = self.record.metadata.table(name)
@@ -224,6 +230,12 @@ class _Validator:
             raise QueryRejected(
                 "sql.unknown_table",
                 f"Table '{name[:60]}' is not in dataset '{self.record.name}' (tables: {known}).",
+            )
+        if self.requested_bound is not None:
+            raise InvalidRequest(
+                "max_joined_rows_per_unit bounds a person's rows in a join; this query reads one "
+                "table, whose bound is its max_rows_per_unit. Leave it out.",
+                code="request.max_joined_rows_per_unit",
             )
         if spec.max_rows_per_unit is None:
             raise QueryRejected(

@@ -116,6 +116,24 @@ def test_accuracy_first_refusals(world: World) -> None:
         assert median.json()["error"]["code"] == "sql.ci_target_quantile"
 
 
+def test_a_joined_rows_bound_is_a_request_field(world: World) -> None:
+    """``max_joined_rows_per_unit`` reaches the engine (a query without a join is refused with the
+    rule's code, before access too); 0, negative and non-integer values fail validation (422)."""
+    count = {"dataset": "pums", "sql": "SELECT COUNT(*) FROM people", "epsilon": 0.5}
+    with world.client("alice") as alice, world.client("bob") as bob:
+        for client, path in (
+            (alice, "/api/v1/queries"),
+            (alice, "/api/v1/queries/estimate"),
+            (bob, "/api/v1/queries/estimate"),
+        ):
+            refused = client.post(path, json={**count, "max_joined_rows_per_unit": 1})
+            assert_error(refused, 422, "request.max_joined_rows_per_unit")
+            assert "one table" in refused.json()["error"]["message"]
+        for bad in (0, -3, 1.5, True, "2"):
+            assert_error(alice.post("/api/v1/queries", json={**count, "max_joined_rows_per_unit": bad}), 422)
+        assert alice.post("/api/v1/queries", json=count).status_code == 200
+
+
 def test_preview_is_free_and_synthetic(world: World) -> None:
     """Any analyst who sees the dataset gets synthetic rows, with or without a policy, for nothing."""
     with world.client("bob") as bob, world.client("alice") as alice:

@@ -19,7 +19,9 @@ def test_warm_up_plans_each_dataset_without_opening_its_database(catalog: Catalo
     warm_up(engine)
     table = record.metadata.tables[0].name
     planned = [key for key in engine._plans if key[0] == record.name]
-    assert planned == [(record.name, record.registration_id, f'SELECT COUNT(*) FROM "{table}"', 0.5, 0.0, 0)]
+    assert planned == [
+        (record.name, record.registration_id, f'SELECT COUNT(*) FROM "{table}"', 0.5, 0.0, 0, None)
+    ]
     assert engine._databases == {}
     engine.close()
 

@@ -77,6 +77,8 @@ def test_dpsql_denial_is_one_line(shell: Any) -> None:
         ("dataset=residents epsilon=0.1 ci=5", "not both"),
         ("dataset=residents ci=5 group_size=many", "whole number"),
         ("dataset=residents ci=wide", "number"),
+        ("dataset=residents epsilon=0.1 max_joined_rows_per_unit=two", "whole number"),
+        ("dataset=residents epsilon=0.1 max_joined_rows_per_unit=-1", "whole number"),
     ],
 )
 def test_malformed_magic_lines_say_what_to_write(line: str, message: str) -> None:
@@ -92,6 +94,16 @@ def test_parse_options_reads_every_option() -> None:
         "into": "x",
         "client": "c",
     }
+
+
+def test_dpsql_passes_a_joined_rows_bound_to_the_gateway(shell: Any) -> None:
+    """The option reaches the gateway, which refuses it on a query without a join (a 4xx naming
+    the rule, the same for any data), before any budget is spent."""
+    spent = Client().budget().set_index("dataset").loc["residents", "epsilon_spent"]
+    with capture_output() as captured:
+        result = shell.run_cell("%%dpsql dataset=residents epsilon=0.1 max_joined_rows_per_unit=1\n" + CELL)
+    assert not result.success and "request.max_joined_rows_per_unit" in captured.stdout
+    assert Client().budget().set_index("dataset").loc["residents", "epsilon_spent"] == spent
 
 
 def test_parse_options_reads_an_accuracy_target() -> None:

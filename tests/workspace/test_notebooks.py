@@ -86,4 +86,5 @@ def test_joins_and_histograms_notebook_runs(
     assert "age_band" in text and "image/png" in str(notebook.cells)
     assert "Zhongxin" in text and "share_over_500" in text
     assert "epsilon derived:" in text and "group size of 300" in text and "does not fit the policy" in text
-    assert "withheld rows:" in text and "withheld (fewer than 10)" in text and "(q 0." in text
+    assert "withheld rows:" in text and "withheld (fewer than 10)" in text and "[a – b] = 95% CI" in text
+    assert "joined rows kept per person: 2" in text

@@ -54,6 +54,7 @@ def _run_query(services: Services, token: str, body: QueryRequest) -> dict[str, 
             body.delta,
             ci=body.ci,
             group_size=body.group_size,
+            max_joined_rows_per_unit=body.max_joined_rows_per_unit,
         )
     except SandboxError as error:
         services.metrics.refused(error, "query", time.perf_counter() - started)
@@ -74,6 +75,7 @@ def _estimate_query(services: Services, token: str, body: QueryRequest) -> dict[
             body.delta,
             ci=body.ci,
             group_size=body.group_size,
+            max_joined_rows_per_unit=body.max_joined_rows_per_unit,
         )
     except SandboxError as error:
         services.metrics.refused(error, "estimate", time.perf_counter() - started)
