@@ -99,11 +99,11 @@ def test_parse_options_reads_every_option() -> None:
 def test_dpsql_passes_a_joined_rows_bound_to_the_gateway(shell: Any) -> None:
     """The option reaches the gateway, which refuses it on a query without a join (a 4xx naming
     the rule, the same for any data), before any budget is spent."""
-    spent = Client().budget().set_index("dataset").loc["residents", "epsilon_spent"]
+    spent = Client().budget().set_index("dataset")["epsilon_spent"].to_dict()["residents"]
     with capture_output() as captured:
         result = shell.run_cell("%%dpsql dataset=residents epsilon=0.1 max_joined_rows_per_unit=1\n" + CELL)
     assert not result.success and "request.max_joined_rows_per_unit" in captured.stdout
-    assert Client().budget().set_index("dataset").loc["residents", "epsilon_spent"] == spent
+    assert Client().budget().set_index("dataset")["epsilon_spent"].to_dict()["residents"] == spent
 
 
 def test_parse_options_reads_an_accuracy_target() -> None:
