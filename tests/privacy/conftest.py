@@ -29,6 +29,11 @@ Modules:
 - ``test_settings``: post-release clauses, ``min_group_size``, Gaussian and estimate on those pairs.
 - ``test_ledger``: the charge recorded by the real pipeline and ledger, on two of those pairs.
 - ``test_regressions``: one test per bug of issue 8 (1, 2, 3, 4), each on D vs D′.
+- ``privacy_joins``: datasets with ``people``, ``visits`` and a public lookup, and the join shapes
+  (inner and left joins on the unit, the lookup join, with owner and analyst clamps).
+- ``test_join_neighbours``: the property for joins (Hypothesis draws both tables and the added
+  unit), and a fixed pair.
+- ``test_issue12_shapes``: histogram bins and conditional aggregates on the hand-built pairs.
 
 Running it. ``make test`` runs it with the ``ci`` profile: a fixed, derandomised example budget
 (the same examples every run). For long runs use the ``slow`` profile (random, 2,000 examples)::

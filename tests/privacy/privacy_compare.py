@@ -61,20 +61,29 @@ def engine_for(side: Registered, mechanism: str = "laplace") -> Engine:
     return Engine(side.catalog, settings)
 
 
-def run(
-    engine: Engine, sql: str, delta: float, epsilon: float = HUGE_EPSILON, min_group_size: int = 0
+def run(  # noqa: PLR0917 - the request's fields
+    engine: Engine,
+    sql: str,
+    delta: float,
+    epsilon: float = HUGE_EPSILON,
+    min_group_size: int = 0,
+    max_joined_rows_per_unit: int | None = None,
 ) -> Outcome:
     """Plan then execute, as the gateway does; the charge is what the plan reserved.
 
     An error other than a ``SandboxError`` is the gateway's HTTP 500: an outcome too, compared
     like the others (code ``internal``).
     """
+    options: dict[str, Any] = {
+        "min_group_size": min_group_size,
+        "max_joined_rows_per_unit": max_joined_rows_per_unit,
+    }
     try:
-        plan = engine.plan(DATASET, sql, epsilon, delta, min_group_size=min_group_size)
+        plan = engine.plan(DATASET, sql, epsilon, delta, **options)
     except Exception as error:
         return Outcome(_error(error), None, None)
     charge = (plan.epsilon_spent, plan.delta_spent)
-    estimate = engine.estimate(DATASET, sql, epsilon, delta, min_group_size=min_group_size).to_dict()
+    estimate = engine.estimate(DATASET, sql, epsilon, delta, **options).to_dict()
     try:
         return Outcome(None, charge, engine.execute(plan), estimate)
     except Exception as error:

@@ -4,8 +4,8 @@ Bins over the measures ``x`` and ``n`` (FLOOR, WIDTH_BUCKET, CASE bands) are pub
 from the declared bounds, so D and D′ must release the same bins; conditional aggregates (FILTER
 and its CASE spellings) must behave like their unconditioned aggregate. Each new aggregate runs with
 every grouping mode and a spread of WHERE families; each existing aggregate runs with every bin key.
-Joins need several tables per dataset and are checked on their own neighbours in
-``tests/query/test_joins.py``.
+Joins need several tables per dataset: ``test_join_neighbours`` checks them on their own
+neighbours.
 """
 
 from __future__ import annotations
