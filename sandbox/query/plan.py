@@ -21,6 +21,7 @@ from sandbox import ranges
 from sandbox.errors import InvalidRequest, QueryRejected
 from sandbox.query import keys, mechanisms
 from sandbox.query.mechanisms import Calibration
+from sandbox.query.shares import Shares
 from sandbox.query.summary import AggregateKind, QuerySummary
 from sandbox.query.validate import AggregateSpec, GroupKey, ValidatedQuery, fingerprint
 
@@ -246,7 +247,7 @@ def build_plan(
         len(public_groups) if grouping is Grouping.PUBLIC_KEYS else (1 if grouping is Grouping.NONE else None)
     )
     touched = 1 if groups == 1 else (k if groups is None else min(k, groups))
-    budget = _Budget.split(mechanism, epsilon, delta, len(wanted), grouping is Grouping.THRESHOLD)
+    budget = Shares.split(mechanism, epsilon, delta, len(wanted), grouping is Grouping.THRESHOLD)
     planned: list[PlannedQuantity] = []
     selection: Calibration | None = None
     for quantity, column, q, condition in wanted:
@@ -279,7 +280,7 @@ def build_plan(
                 quantity, column, calibration, q, bounds, candidates, condition=condition, filter=filter_
             )
         )
-    budget.check(planned, touched, selection)
+    budget.check([(p.calibration, touched if p.quantity in QUANTILES else 1) for p in planned], selection)
     # delta is charged only when the plan spends it: partition selection or Gaussian noise
     delta_spent = delta if selection is not None or mechanism == "gaussian" else 0.0
 
@@ -321,71 +322,6 @@ def build_plan(
         delta_spent=delta_spent,
         summary=summary,
     )
-
-
-@dataclass(frozen=True)
-class _Budget:
-    """How a query's (epsilon, delta) is shared among its quantities.
-
-    Laplace (pure DP): every quantity gets epsilon / n. Gaussian: partition selection keeps its
-    pure share and half of delta; the other quantities share equally the zCDP budget ``rho_total``
-    that OpenDP's conversion maps to the remaining (epsilon, delta).
-    """
-
-    epsilon: float
-    share: float
-    selection_delta: float
-    rho_total: float | None
-    rho_share: float | None
-
-    @classmethod
-    def split(cls, mechanism: str, epsilon: float, delta: float, n: int, threshold: bool) -> _Budget:
-        share = epsilon / n
-        if mechanism == "laplace":
-            return cls(epsilon, share, delta, None, None)
-        if delta <= 0:
-            raise InvalidRequest("The Gaussian mechanism needs delta > 0 (e.g. 1e-7).", code="request.delta")
-        selection_delta = delta / 2 if threshold else 0.0
-        rest = n - 1 if threshold else n
-        if rest == 0:
-            return cls(epsilon, share, selection_delta, None, None)
-        rho = mechanisms.rho_for(epsilon - share if threshold else epsilon, delta - selection_delta)
-        return cls(epsilon, share, selection_delta, rho, rho / rest)
-
-    @property
-    def selection_epsilon(self) -> float:
-        """Pure epsilon of partition selection."""
-        return self.share
-
-    def pure_epsilon(self, touched: int) -> float:
-        """Epsilon of one pure-DP run (a quantile in one group) when it touches ``touched`` groups."""
-        if self.rho_share is None:
-            return self.share / touched
-        return math.sqrt(2 * self.rho_share / touched)
-
-    def additive(self, sensitivity: int) -> Calibration:
-        """The additive-noise calibration of one integer quantity."""
-        if self.rho_share is None:
-            return mechanisms.integer_laplace(sensitivity, self.share)
-        return mechanisms.integer_gaussian(sensitivity, self.rho_share)
-
-    def check(self, planned: list[PlannedQuantity], touched: int, selection: Calibration | None) -> None:
-        """Assert that the calibrated losses (from OpenDP's maps) fit the budget."""
-        pure = selection.epsilon or 0.0 if selection is not None else 0.0
-        rho = 0.0
-        for p in planned:
-            if p.calibration is selection:
-                continue
-            runs = touched if p.quantity in QUANTILES else 1
-            epsilon = p.calibration.epsilon or 0.0
-            if self.rho_total is None:
-                pure += runs * epsilon
-            else:
-                rho += p.calibration.rho or runs * epsilon**2 / 2
-        if pure > (self.epsilon if self.rho_total is None else self.share) * (1 + 1e-9):
-            raise AssertionError("plan exceeds its epsilon")  # pragma: no cover
-        if self.rho_total is not None and rho > self.rho_total * (1 + 1e-9):
-            raise AssertionError("plan exceeds its zCDP budget")  # pragma: no cover
 
 
 def check_budget_request(epsilon: float, delta: float) -> None:
