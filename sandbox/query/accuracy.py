@@ -6,7 +6,8 @@ states (an assumed group size, a target half-width): never of the data.
 - COUNT and SUM: the 95% half-width of the noise, from OpenDP's accuracy functions.
 - AVG, VARIANCE, STDDEV: the half-width for an *assumed* group size ``n`` (the worst case over
   where the mean lies within the bounds); the released answer reports its own from the noisy count.
-- Quantiles (exponential mechanism): a rank error. With probability at least 95% the released
+- Quantiles (exponential mechanism): a rank error (the 95% interval on the value depends on the
+  data; the answer carries it, quantiles.py). With probability at least 95% the released
   candidate's score is within ``scale * ln(m / 0.05)`` of the best of the ``m`` candidates, and one
   row more or less below a candidate moves its score by the quantile's denominator ``d``: so its
   rank is within ``R = scale * ln(m / 0.05) / d`` rows of the best candidate's (docs/dp.md).
@@ -90,7 +91,10 @@ def expected(plan: QueryPlan, spec: AggregateSpec, group_size: int | None = None
     if spec.kind is AggregateKind.QUANTILE:
         rank = quantile_rank_error(quantities[0])
         return Expected(
-            None, rank, f"95%: the released value's rank is within ±{rank:.3g} rows of the best candidate"
+            None,
+            rank,
+            f"95%: the released value's rank is within ±{rank:.3g} rows of the best candidate; the "
+            "answer also carries a 95% interval on the value (two more noisy runs in the same epsilon)",
         )
     if spec.kind in ADDITIVE:
         raw = quantities[0].calibration.ci95()
