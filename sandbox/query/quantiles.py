@@ -16,10 +16,10 @@ the group's non-NULL rows, and ``q = n/d``:
   it is not below every q-quantile.
 
 Together, with probability at least 95%, ``[lower, upper]`` contains a q-quantile of the group (a
-value ``v`` with ``#(x < v) ≤ q·N ≤ #(x ≤ v)``; the one when it is unique). A row moves each score
-by at most ``max(n, d − n)`` (``B_i`` by one and ``N`` by one), as for the value's scores, so each
-end costs one more run of the same sensitivity (plan.py). ``S`` depends on the plan only; every
-released end is OpenDP's noisy argmin (docs/dp.md).
+value ``v`` with ``#(x < v) ≤ q·N ≤ #(x ≤ v)``: one of the group's values when ``q·N`` is not
+whole). A row moves each score by at most ``max(n, d − n)`` (``B_i`` by one and ``N`` by one), as
+for the value's scores, so each end costs one more run of the same sensitivity (plan.py). ``S``
+depends on the plan only; every released end is OpenDP's noisy argmin (docs/dp.md).
 """
 
 from __future__ import annotations
