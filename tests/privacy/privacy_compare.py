@@ -129,12 +129,37 @@ def compare(shape: Shape, profile: Profile, d: Outcome, d_prime: Outcome) -> lis
     ci_a, ci_b = ci_of(a), ci_of(b)
     for side, result in (("D", a), ("D′", b)):
         problems += [f"{side}: {p}" for p in privacy_post.side_problems(shape, result)]
+        problems += [f"{side}: {p}" for p in interval_problems(shape, profile, result)]
     problems += privacy_post.key_problems(shape, profile, (a, b), (rows_a, rows_b), (ci_a, ci_b))
     for key in rows_a.keys() & rows_b.keys():
         pair = (rows_a[key], rows_b[key])
         if shape.min_group_size and privacy_post.suppressed(shape, a.columns, pair):
             continue  # compared by privacy_post.key_problems
         problems.extend(row_problems(shape, profile, a.columns, pair, (ci_a[key], ci_b[key])))
+    return problems
+
+
+def interval_problems(shape: Shape, profile: Profile, result: Result) -> list[str]:
+    """A quantile's 95% interval on the value: one per released value (none when it is withheld),
+    ordered, within the candidates' range, and covered by the value's ``ci95``."""
+    if shape.aggregate.kind != "quantile":
+        return []
+    accuracy = next((acc for acc in result.accuracy if acc.column == "a"), None)
+    if accuracy is None or accuracy.interval95 is None or len(accuracy.interval95) != len(result.rows):
+        return ["a quantile without one interval95 per row"]
+    low, high, _ = allowed(shape.aggregate, profile, None)
+    index = result.columns.index("a")
+    problems = []
+    for row, interval, ci in zip(result.rows, accuracy.interval95, accuracy.ci95, strict=True):
+        value = row[index]
+        if (interval is None) != (value is None):
+            problems.append(f"interval {interval!r} for the value {value!r}")
+        elif interval is not None and value is not None:
+            lower, upper = interval
+            if not low - 1e-9 <= lower <= upper <= high + 1e-9:
+                problems.append(f"interval {interval!r} outside [{low}, {high}] or unordered")
+            if ci is None or ci < max(value - lower, upper - value) - 1e-9:
+                problems.append(f"ci95 {ci!r} does not cover the interval {interval!r} of {value!r}")
     return problems
 
 
