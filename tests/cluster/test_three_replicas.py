@@ -20,88 +20,36 @@ build machines). The rate limit across replicas: ``test_shared_rate_limit.py``.
 
 from __future__ import annotations
 
-import itertools
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import httpx
 import psycopg
 import pytest
-from cluster_support import replicas
+from cluster_support import (
+    ADMIN,
+    REPLAYED_SQL,
+    SPENDERS,
+    Cluster,
+    check_ledger,
+    cluster,
+    fresh_sql,
+    load,
+    query_body,
+)
 from sqlalchemy.engine import make_url
 
-from sandbox.catalog.registry import Catalog
 from sandbox.control import ControlPlane
-from sandbox.principals import Principal, Role
-from sandbox.settings import Settings
 from sandbox.store import migrate
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-PUMS = REPO / "deploy" / "datasets" / "shared" / "pums.yaml"
-ADMIN = Principal("test-admin", frozenset({Role.OPERATOR}))
-EPSILON = 0.05
 GRANT = 0.6  # 12 fresh queries per organisation; the load asks for many more
-CLIENTS, REQUESTS = 60, 6
 ABANDONED_S = 15.0  # well above a query's latency under this load: younger reservations are live
-SPENDERS = {"alice": "acme", "bob": "globex", "ivan": "initech"}
-LATE = {"uma": "umbrella"}  # requests access before the load; approved during it
-
-
-@dataclass
-class Cluster:
-    """Three replicas over one store: URLs, processes, tokens, policy ids."""
-
-    settings: Settings
-    urls: list[str]
-    processes: list[subprocess.Popen[bytes]]
-    tokens: dict[str, str]
-    policies: dict[str, str]  # organisation -> policy id
-    pending: str  # umbrella's request id
-    outcomes: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def call(self, replica: int, user: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
-        with httpx.Client(base_url=self.urls[replica], headers=headers, timeout=60) as client:
-            return client.request(method, path, **kwargs)
-
-    def query(self, replica: int, user: str, sql: str) -> dict[str, Any]:
-        """Send a query; record and return what the client saw."""
-        try:
-            response = self.call(replica, user, "POST", "/api/v1/queries", json=_query(sql))
-            body = response.json()
-            seen = {"status": response.status_code, "body": body}
-        except httpx.TransportError as error:
-            seen = {"status": None, "body": {"error": {"code": type(error).__name__}}}
-        seen |= {"replica": replica, "user": user, "sql": sql}
-        with self.lock:
-            self.outcomes.append(seen)
-        return seen
-
-
-def _query(sql: str) -> dict[str, Any]:
-    return {"dataset": "pums", "sql": sql, "epsilon": EPSILON}
-
-
-def fresh_sql() -> str:
-    """A query never asked before (a new literal): planned, reserved, executed, charged."""
-    age, income = uuid4().int % 90, uuid4().int % 10**6
-    return f"SELECT COUNT(*) AS n FROM people WHERE age > {age} AND income >= {income}"
-
-
-REPLAYED_SQL = "SELECT sex, COUNT(*) AS n FROM people GROUP BY sex"
 
 
 def _admin(url: str) -> str:
@@ -123,60 +71,11 @@ def database(postgres_url: str) -> Iterator[str]:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="module")
-def cluster(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+@pytest.fixture(scope="module", name="cluster")
+def three_replicas(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     home = tmp_path_factory.mktemp("replicas") / "home"
-    settings = Settings(home=home, db_url=database)
-    record = Catalog(settings.home_dir).register(PUMS, source_root=REPO / "data")
-    with ControlPlane(settings) as control:
-        control.record_registration(ADMIN, record)
-        control.add_user("olivia", [Role.OWNER], "census-bureau", actor=ADMIN.name)
-        control.add_user("oscar", [Role.OPERATOR], None, actor=ADMIN.name)
-        olivia = control.get_principal("olivia")
-        policies, tokens = {}, {}
-        for user, organisation in {**SPENDERS, **LATE}.items():
-            analyst = control.add_user(user, [Role.ANALYST], organisation, actor=ADMIN.name)
-            request = control.request_access(
-                analyst,
-                record,
-                purpose="replica test",
-                columns=["age", "sex", "income"],
-                epsilon=GRANT,
-                delta=0.0,
-                valid_until=datetime.now(UTC) + timedelta(days=1),
-            )
-            if user in SPENDERS:
-                policy = control.approve(olivia, request.id, record, max_epsilon_per_query=0.1)
-                policies[organisation] = policy.id
-            else:
-                pending = request.id
-        for user in [*SPENDERS, *LATE, "olivia", "oscar"]:
-            tokens[user] = control.issue_token(user, actor=ADMIN.name).token
-    environment = {
-        "SANDBOX_DB_URL": database,
-        "SANDBOX_RATE_LIMIT_PER_MINUTE": "100000",
-        "SANDBOX_MAINTENANCE_INTERVAL_S": "1",
-        "SANDBOX_ABANDONED_RESERVATION_S": str(ABANDONED_S),
-    }
-    with replicas(home, environment, 3) as (urls, processes):
-        yield Cluster(settings, urls, processes, tokens, policies, pending)
-
-
-def _load(cluster: Cluster, replicas: list[int], stop: threading.Event | None = None) -> None:
-    """CLIENTS clients × REQUESTS requests over ``replicas``: fresh queries of every spender and
-    replays of REPLAYED_SQL (released before on another replica)."""
-    users = itertools.cycle([*SPENDERS, *LATE])
-
-    def client(index: int) -> None:
-        user = next(users)
-        for step in range(REQUESTS):
-            if stop is not None and stop.is_set():
-                return
-            replica = replicas[(index + step) % len(replicas)]
-            cluster.query(replica, user, REPLAYED_SQL if step % 3 == 2 else fresh_sql())
-
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        list(pool.map(client, range(CLIENTS)))
+    with cluster(database, home, grant=GRANT, abandoned_s=ABANDONED_S) as replicas:
+        yield replicas
 
 
 def test_load_across_three_replicas(cluster: Cluster) -> None:
@@ -203,7 +102,7 @@ def test_load_across_three_replicas(cluster: Cluster) -> None:
 
     decider = threading.Thread(target=decide)
     decider.start()
-    _load(cluster, [0, 1, 2])
+    load(cluster, [0, 1, 2])
     decider.join()
 
     assert decisions["revoked"] == 200 and decisions["approved"] in (200, 201), decisions
@@ -231,12 +130,12 @@ def test_load_across_three_replicas(cluster: Cluster) -> None:
     refused = [s["body"]["error"]["code"] for s in cluster.outcomes if s["status"] == 403]
     exhausted = [code for code in refused if code.startswith("budget")]
     assert exhausted, "the load must run the budgets out"
-    _check_ledger(cluster)
+    check_ledger(cluster)
 
 
 def test_a_replica_killed_mid_load(cluster: Cluster) -> None:
     stop = threading.Event()
-    loader = threading.Thread(target=_load, args=(cluster, [0, 1, 2], stop))
+    loader = threading.Thread(target=load, args=(cluster, [0, 1, 2], stop))
     before = len(cluster.outcomes)
     loader.start()
     time.sleep(0.3)
@@ -246,38 +145,10 @@ def test_a_replica_killed_mid_load(cluster: Cluster) -> None:
     burst = cluster.outcomes[before:]
     assert {s["status"] for s in burst if s["replica"] != 2} <= {200, 403}
     time.sleep(ABANDONED_S + 3)  # the survivors' sweeps settle what the dead replica reserved
-    _check_ledger(cluster)
+    check_ledger(cluster)
     with ControlPlane(cluster.settings) as control:
         reserved = [q for q in control.list_queries(ADMIN, limit=10_000) if q.status == "reserved"]
     assert reserved == []
-
-
-def _check_ledger(cluster: Cluster) -> None:
-    """Every policy: spend ≤ grant, and spend = the charges the ledger holds, each once; every
-    answer a client received is one of those charges; the audit chain verifies."""
-    with ControlPlane(cluster.settings) as control:
-        queries = control.list_queries(ADMIN, limit=10_000)
-        budgets = {b.organisation: b for b in control.budget(ADMIN)}
-        report = control.verify_audit()
-    assert report.ok, report
-    assert set(budgets) == {*SPENDERS.values(), *LATE.values()}
-    charged: Counter[str | None] = Counter()
-    for q in queries:
-        if q.status in ("answered", "failed"):
-            charged[q.organisation] += round(q.epsilon / EPSILON)
-    for organisation, budget in budgets.items():
-        assert budget.epsilon_spent + budget.epsilon_reserved <= budget.epsilon_granted + 1e-12, organisation
-        assert round(budget.epsilon_spent / EPSILON) == charged[organisation], organisation
-    by_id = {q.id: q for q in queries}
-    answered = [s for s in cluster.outcomes if s["status"] == 200]
-    for seen in answered:
-        query = by_id[seen["body"]["query_id"]]
-        if seen["body"]["cached"]:
-            assert query.status == "replayed" and seen["body"]["epsilon_spent"] == 0
-        else:
-            assert query.status == "answered" and query.epsilon == seen["body"]["epsilon_spent"] == EPSILON
-    fresh_ids = [s["body"]["query_id"] for s in answered if not s["body"]["cached"]]
-    assert len(fresh_ids) == len(set(fresh_ids))  # one charge per answer
 
 
 def test_the_store_refusing_writes_gives_503_then_recovers(cluster: Cluster, database: str) -> None:
@@ -297,7 +168,8 @@ def test_the_store_refusing_writes_gives_503_then_recovers(cluster: Cluster, dat
     refuse_writes(True)
     try:
         responses = [
-            cluster.call(r, "uma", "POST", "/api/v1/queries", json=_query(fresh_sql())) for r in survivors * 3
+            cluster.call(r, "uma", "POST", "/api/v1/queries", json=query_body(fresh_sql()))
+            for r in survivors * 3
         ]
     finally:
         refuse_writes(False)
@@ -313,4 +185,4 @@ def test_the_store_refusing_writes_gives_503_then_recovers(cluster: Cluster, dat
         time.sleep(0.5)
     assert set(recovered) <= {200, 403}, recovered
     assert all(s["status"] in (200, 403) for s in cluster.outcomes[before:])
-    _check_ledger(cluster)
+    check_ledger(cluster)
