@@ -16,6 +16,7 @@ call what is checked here. One module per use case:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -77,6 +78,7 @@ class ControlPlane(Identity, Registrations, Access, Admission, Settlement, Usage
     ) -> None:
         super().__init__(settings, create=create, clock=clock)
         self._releases = ReplayMemo(REPLAY_MEMO_SIZE)
+        self._unclosed = deque()
         self.refusals = RefusalLimiter()
 
     def _write_batch(self, connection: Connection, jobs: Sequence[Any]) -> None:

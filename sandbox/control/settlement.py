@@ -3,15 +3,22 @@ here the query is marked answered (its release kept for replay) or failed, with 
 in the batch transaction of the moment (``sandbox.control.batching``), taking no lock other
 queries wait on. Also: refusals before planning, and the sweep that closes queries whose replica
 died.
+
+A closing the state store did not take (it was away: the client gets a 503) is kept and written
+again by this replica's next sweep; no other replica's sweep would close the query, since its
+replica is alive. An answer closed that way is stored for replay like any other, so the client's
+retry gets it at no further charge.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, CursorResult, bindparam, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from sandbox.audit import chain
 from sandbox.audit.models import EventType
@@ -67,17 +74,44 @@ class CloseJob(Job):
 class Settlement(Core):
     """Answered, failed and abandoned queries; refusals before planning."""
 
+    _unclosed: deque[CloseJob]  # closings the store did not take, for the next sweep
+
     def complete_query(self, ticket: QueryTicket, answer: dict[str, Any]) -> None:
         """Mark the query answered and keep its release for replay (``query.answered``)."""
         try:
             chain.canonical_json(answer)
         except (TypeError, ValueError) as error:
             raise InternalError("the released answer is not JSON-serialisable") from error
-        self._writes.submit(CloseJob(ticket, self._now(), answer=answer))
+        self._close(CloseJob(ticket, self._now(), answer=answer))
 
     def fail_query(self, ticket: QueryTicket, error: SandboxError) -> None:
         """Execution failed after data may have been read: the charge stays (``query.failed``)."""
-        self._writes.submit(CloseJob(ticket, self._now(), error=error.code))
+        self._close(CloseJob(ticket, self._now(), error=error.code))
+
+    def _close(self, job: CloseJob) -> None:
+        """Write a closing; one the store does not take is kept for the next sweep, and re-raised."""
+        try:
+            self._writes.submit(job)
+        except DBAPIError:
+            self._unclosed.append(job)
+            raise
+
+    def _close_again(self) -> int:
+        """Write the closings the store did not take before; how many it took now. One it still
+        does not take stays kept (with those after it) and its error is raised."""
+        closed = 0
+        for _ in range(len(self._unclosed)):
+            job = self._unclosed.popleft()
+            again = CloseJob(job.ticket, job.now, answer=job.answer, error=job.error_code)
+            try:
+                self._writes.submit(again)
+            except (Conflict, NotFound):
+                continue  # closed already: the first write committed after all, or a sweep
+            except DBAPIError:
+                self._unclosed.appendleft(job)
+                raise
+            closed += 1
+        return closed
 
     def _close_batch(self, connection: Connection, jobs: Sequence[CloseJob]) -> None:
         """Close every query of a batch (each once); ``NotFound``/``Conflict`` for a lone job whose
@@ -110,11 +144,13 @@ class Settlement(Core):
 
     def settle_abandoned(self, older_than: timedelta) -> int:
         """Close queries admitted over ``older_than`` ago whose replica stopped its heartbeat for as
-        long (the process died): ``query.failed`` with ``query.abandoned``, the charge kept.
+        long (the process died): ``query.failed`` with ``query.abandoned``, the charge kept. First
+        write this replica's closings the store did not take (see the module docstring).
 
         A query whose replica is alive is still running, however long it takes. Safe from several
         processes at once: each query is closed by exactly one of them.
         """
+        closed = self._close_again()
         now = self._now()
         cutoff = now - older_than
         alive = select(_REPLICAS.c.id).where(_REPLICAS.c.last_seen >= cutoff)
@@ -127,7 +163,6 @@ class Settlement(Core):
             )
             .order_by(_QUERIES.c.created_at)
         )
-        closed = 0
         with self._hot() as connection:
             for query in connection.execute(stale).all():
                 values = {"b_id": query.id, "b_status": QueryStatus.FAILED.value, "b_now": now}
