@@ -42,7 +42,7 @@ from sandbox.store import migrate
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-GRANT = 4.0  # 80 fresh queries per organisation: budget is left when the store restarts
+GRANT = 1.5  # 30 fresh queries per organisation: left when the store restarts, often spent by the end
 ABANDONED_S = 8.0  # above a query's latency and the outage (heartbeats pause while the store is away)
 BOUNDED_S = 30.0  # for recoveries: a replica answering, pending events sealed, reservations closed
 
