@@ -147,19 +147,25 @@ class Settlement(Core):
         long (the process died): ``query.failed`` with ``query.abandoned``, the charge kept. First
         write this replica's closings the store did not take (see the module docstring).
 
-        A query whose replica is alive is still running, however long it takes. Safe from several
-        processes at once: each query is closed by exactly one of them.
+        A query of a live replica is left alone for twice as long: executions stop at
+        ``query_timeout_s``, so by then its closing is lost for good (the reply of its admission
+        never reached the replica, say), and it is closed too. Safe from several processes at once:
+        each query is closed by exactly one of them.
         """
         closed = self._close_again()
         now = self._now()
-        cutoff = now - older_than
+        cutoff, stuck = now - older_than, now - 2 * older_than
         alive = select(_REPLICAS.c.id).where(_REPLICAS.c.last_seen >= cutoff)
         stale = (
             select(_QUERIES)
             .where(
                 _QUERIES.c.status == QueryStatus.RESERVED.value,
                 _QUERIES.c.created_at < cutoff,
-                or_(_QUERIES.c.holder.is_(None), _QUERIES.c.holder.not_in(alive)),
+                or_(
+                    _QUERIES.c.holder.is_(None),
+                    _QUERIES.c.holder.not_in(alive),
+                    _QUERIES.c.created_at < stuck,
+                ),
             )
             .order_by(_QUERIES.c.created_at)
         )
