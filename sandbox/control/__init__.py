@@ -78,13 +78,14 @@ class ControlPlane(Identity, Registrations, Access, Admission, Settlement, Usage
     ) -> None:
         super().__init__(settings, create=create, clock=clock)
         self._releases = ReplayMemo(REPLAY_MEMO_SIZE)
+        self._views = {}
         self._unclosed = deque()
         self.refusals = RefusalLimiter()
 
     def _write_batch(self, connection: Connection, jobs: Sequence[Any]) -> None:
         """One group-commit batch: close the queries that finished, then admit the new ones."""
-        self._close_batch(connection, [job for job in jobs if isinstance(job, CloseJob)])
-        self._admit_batch(connection, [job for job in jobs if isinstance(job, AdmitJob)])
+        closed = self._close_batch(connection, [job for job in jobs if isinstance(job, CloseJob)])
+        self._admit_batch(connection, [job for job in jobs if isinstance(job, AdmitJob)], closed)
 
     def __enter__(self) -> ControlPlane:
         return self

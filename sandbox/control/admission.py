@@ -64,6 +64,7 @@ from sandbox.query.summary import QuerySummary
 from sandbox.store.db import Runner
 
 REPLAY_MEMO_SIZE = 4096  # stored releases memoised per process (answers are small JSON documents)
+VIEW_MEMO_SIZE = 1024  # policy views memoised per process, by (id, revision)
 # every column a query record may set, so the records of one batch insert as one statement
 _QUERY_DEFAULTS: dict[str, Any] = {
     "epsilon": 0,
@@ -145,13 +146,13 @@ class _Writes:
             }
         )
 
-    def flush(self, session: Runner, *, deferred: bool) -> None:
-        """Write everything added: events deferred to the sealer, or appended to the chain (when
-        the transaction holds the chain head)."""
+    def flush(self, session: Runner, *, deferred: bool, events: Sequence[dict[str, Any]] = ()) -> None:
+        """Write everything added: events deferred to the sealer (with ``events``, pending rows of
+        the same batch), or appended to the chain (when the transaction holds the chain head)."""
         if self.queries:
             insert_query(session, self.queries)
         if deferred:
-            chain.defer(session, [chain.pending_row(**event) for event in self.events])
+            chain.defer(session, [*events, *(chain.pending_row(**event) for event in self.events)])
         else:
             for event in self.events:
                 chain.append(session, **event)
@@ -172,6 +173,7 @@ class Admission(Core):
     """Deciding, charging and replaying queries."""
 
     _releases: ReplayMemo
+    _views: dict[tuple[str, int], PolicyView]
 
     def active_policy(self, principal: Principal, dataset: DatasetRecord) -> PolicyView:
         """The organisation's usable policy on the dataset (read before planning: it sets the
@@ -238,10 +240,14 @@ class Admission(Core):
             raise outcome
         return outcome
 
-    def _admit_batch(self, connection: Connection, jobs: Sequence[AdmitJob]) -> None:
-        """Decide every admission of a batch on one unlocked read and charge them together;
-        ``Changed`` if a row changed since the read (the batch is rolled back)."""
+    def _admit_batch(
+        self, connection: Connection, jobs: Sequence[AdmitJob], events: list[dict[str, Any]]
+    ) -> None:
+        """Decide every admission of a batch on one unlocked read and charge them together, and
+        defer their events with ``events`` (the batch's others); ``Changed`` if a row changed
+        since the read (the batch is rolled back)."""
         if not jobs:
+            chain.defer(connection, events)
             return
         reads = admission_rows(connection, {job.attempt.release_key[:2] for job in jobs})
         unknown = [job.attempt.release_key for job in jobs if job.release is None]
@@ -256,7 +262,7 @@ class Admission(Core):
             if read is None or workflow.is_past_due(read.row, attempt.now):
                 continue
             attempt.policy, attempt.ledger_id = read.row, read.ledger_id
-            view = workflow.policy_view(read.row)
+            view = self._view_of(read.row)
             state = charges.state(read)
             found = job.release or releases.get(attempt.release_key)
             if found is not None and self._replay_allowed(attempt, view, budget_state(read.row)):
@@ -266,7 +272,7 @@ class Admission(Core):
             ).allowed:
                 charges.add(read, *_units(attempt.summary))
                 job.result = self._record_charge(writes, attempt, view, state)
-        writes.flush(connection, deferred=True)
+        writes.flush(connection, deferred=True, events=events)
         if not charges.apply(connection):
             raise Changed
 
@@ -341,6 +347,17 @@ class Admission(Core):
             epsilon_remaining=epsilon_float(state.epsilon_remaining - epsilon),
             delta_remaining=delta_float(state.delta_remaining - delta),
         )
+
+    def _view_of(self, row: Any) -> PolicyView:
+        """The view of a policy row, memoised by (id, revision): any change to a policy's terms or
+        status moves its revision."""
+        key = (row.id, row.revision)
+        view = self._views.get(key)
+        if view is None:
+            if len(self._views) >= VIEW_MEMO_SIZE:
+                self._views.clear()
+            view = self._views[key] = workflow.policy_view(row)
+        return view
 
     def _stored_release(self, attempt: _Attempt) -> StoredRelease | None:
         """The stored release of an identical query by the attempt's organisation (memoised), if any."""

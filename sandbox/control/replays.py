@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Insert, Row, bindparam, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from sandbox.audit.chain import canonical_json
 from sandbox.errors import InternalError
 from sandbox.store.db import Runner
 from sandbox.store.models import Base, ReplayEntry
@@ -106,8 +105,8 @@ class ReplayMemo:
                 self._entries.popitem(last=False)
 
 
-def replay_row(key: ReleaseKey, query_id: str, answer: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The ``replay_cache`` row keeping a released answer under ``key``."""
+def replay_row(key: ReleaseKey, query_id: str, answer: str, now: datetime) -> dict[str, Any]:
+    """The ``replay_cache`` row keeping a released answer (its canonical JSON) under ``key``."""
     organisation, dataset, version, fingerprint = key
     return {
         "organisation": organisation,
@@ -115,7 +114,7 @@ def replay_row(key: ReleaseKey, query_id: str, answer: dict[str, Any], now: date
         "dataset_version": version,
         "fingerprint": fingerprint,
         "query_id": query_id,
-        "answer": canonical_json(answer).decode("utf-8"),
+        "answer": answer,
         "created_at": now,
     }
 

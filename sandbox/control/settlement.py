@@ -64,6 +64,7 @@ class CloseJob(Job):
         super().__init__()
         self.ticket, self.now, self.answer, self.error_code = ticket, now, answer, error
         self.shape = None if answer is None else result_shape(answer)
+        self.answer_json = None if answer is None else chain.canonical_json(answer).decode()
 
     @property
     def status(self) -> QueryStatus:
@@ -79,10 +80,10 @@ class Settlement(Core):
     def complete_query(self, ticket: QueryTicket, answer: dict[str, Any]) -> None:
         """Mark the query answered and keep its release for replay (``query.answered``)."""
         try:
-            chain.canonical_json(answer)
+            job = CloseJob(ticket, self._now(), answer=answer)
         except (TypeError, ValueError) as error:
             raise InternalError("the released answer is not JSON-serialisable") from error
-        self._close(CloseJob(ticket, self._now(), answer=answer))
+        self._close(job)
 
     def fail_query(self, ticket: QueryTicket, error: SandboxError) -> None:
         """Execution failed after data may have been read: the charge stays (``query.failed``)."""
@@ -113,11 +114,12 @@ class Settlement(Core):
             closed += 1
         return closed
 
-    def _close_batch(self, connection: Connection, jobs: Sequence[CloseJob]) -> None:
-        """Close every query of a batch (each once); ``NotFound``/``Conflict`` for a lone job whose
-        query is unknown or closed already, ``Changed`` to retry a batch one job at a time."""
+    def _close_batch(self, connection: Connection, jobs: Sequence[CloseJob]) -> list[dict[str, Any]]:
+        """Close every query of a batch (each once) and return their events, for the batch to
+        defer; ``NotFound``/``Conflict`` for a lone job whose query is unknown or closed already,
+        ``Changed`` to retry a batch one job at a time."""
         if not jobs:
-            return
+            return []
         closing = [
             {
                 "b_id": job.ticket.query_id,
@@ -135,12 +137,12 @@ class Settlement(Core):
         store_replays(
             connection,
             [
-                replay_row(_release_key(job.ticket), job.ticket.query_id, job.answer, job.now)
+                replay_row(_release_key(job.ticket), job.ticket.query_id, job.answer_json, job.now)
                 for job in jobs
-                if job.answer is not None
+                if job.answer_json is not None
             ],
         )
-        chain.defer(connection, [_settled_event(job) for job in jobs])
+        return [_settled_event(job) for job in jobs]
 
     def settle_abandoned(self, older_than: timedelta) -> int:
         """Close queries admitted over ``older_than`` ago whose replica stopped its heartbeat for as

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -21,11 +22,13 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sandbox.store.models import AuditHead
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+IDLE_PING_S = 0.2  # a PostgreSQL connection idle longer than this is pinged before reuse
 IMMEDIATE_OPTION = "sandbox_begin_immediate"
 
 Runner = Session | Connection
@@ -45,7 +48,7 @@ def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        return _ping_when_idle(create_engine(url, pool_size=5, max_overflow=10))
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
@@ -66,6 +69,31 @@ def make_engine(url: str) -> Engine:
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get(IMMEDIATE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> Engine:
+    """Ping a pooled connection before reuse when it sat idle over ``IDLE_PING_S`` (a restarted or
+    failed-over server has dropped it; the pool then opens a new one): a busy replica's writers,
+    which reuse connections at once, skip the round trip that ``pool_pre_ping`` would add to every
+    checkout, while one that waited through an outage never hands a client a dead connection."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since <= IDLE_PING_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError("the pooled connection is gone") from error
+        if not alive:
+            raise DisconnectionError("the pooled connection is gone")
 
     return engine
 
