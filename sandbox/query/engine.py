@@ -60,6 +60,7 @@ class Statements:
     aggregate: str
     names: list[str]
     quantiles: list[tuple[str, str]]
+    table_rows: str | None = None  # the aggregate is the row count of this stored table, and nothing else
 
 
 class Engine:
@@ -167,7 +168,10 @@ class Engine:
         database = self._database(plan.query.record)
         timeout = self.settings.query_timeout_s
         statements = self._statements_of(plan)
-        rows = database.run(statements.aggregate, timeout) if statements.names else []
+        if statements.table_rows is not None:
+            rows = [(database.row_count(statements.table_rows, timeout),)]
+        else:
+            rows = database.run(statements.aggregate, timeout) if statements.names else []
         quantile_rows = {key: database.run(sql, timeout) for key, sql in statements.quantiles}
         return release(plan, exact_from_rows(plan, rows, statements.names, quantile_rows))
 
@@ -248,12 +252,16 @@ class Engine:
         with self._lock:
             statements = self._statements.get(key)
         if statements is None:
+            query = plan.query
+            names = [c.name for c in exact_columns(plan)]
+            whole_table = query.where is None and query.source is None and not query.group_keys
             statements = Statements(
                 aggregate=aggregate_sql(plan),
-                names=[c.name for c in exact_columns(plan)],
+                names=names,
                 quantiles=[
                     (p.key, quantile_sql(plan, p)) for p in plan.quantities if p.quantity is Quantity.QUANTILE
                 ],
+                table_rows=query.stored.physical if whole_table and names == ["n"] else None,
             )
             with self._lock:
                 self._statements[key] = statements

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from sqlglot import exp
 
 from sandbox.errors import QueryFailed
 
@@ -103,6 +104,7 @@ class LockedDatabase:
         )
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._row_counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def run(self, sql: str, timeout_s: float) -> list[tuple[Any, ...]]:
@@ -126,6 +128,17 @@ class LockedDatabase:
             ) from None
         finally:
             WATCHDOG.release(ticket)
+
+    def row_count(self, table: str, timeout_s: float) -> int:
+        """The exact number of rows of a stored table, counted once per database (the file of a
+        dataset version never changes): an input to noise like any other exact aggregate."""
+        count = self._row_counts.get(table)
+        if count is None:
+            sql = exp.select(exp.Count(this=exp.Star())).from_(exp.table_(table, quoted=True))
+            ((count,),) = self.run(sql.sql(dialect="duckdb"), timeout_s)
+            with self._lock:
+                self._row_counts[table] = count
+        return count
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)

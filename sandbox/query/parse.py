@@ -9,7 +9,7 @@ from sqlglot import ParseError, TokenError, exp, parse
 from sqlglot.dialects.dialect import Dialect
 
 from sandbox.errors import QueryRejected
-from sandbox.query.whitelist import STATEMENT_KEYWORDS
+from sandbox.query.whitelist import MAX_EXPRESSION_DEPTH, STATEMENT_KEYWORDS
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -27,12 +27,8 @@ def parse_select(sql: str) -> exp.Select:
         raise QueryRejected(
             "sql.parse_error", f"The SQL could not be parsed (DuckDB dialect): {_first_line(error)}"
         ) from None
-    except RecursionError:  # sqlglot's recursive descent: about 20 to 90 nested levels
-        raise QueryRejected(
-            "sql.too_deeply_nested",
-            "The query nests expressions too deeply to be checked; flatten it (fewer nested "
-            "parentheses or function calls).",
-        ) from None
+    except RecursionError:  # sqlglot's recursive descent (compiled: about 500 to 1000 levels)
+        raise too_deeply_nested() from None
     if not statements:
         raise QueryRejected("sql.parse_error", "The SQL text is empty.")
     if len(statements) > 1:
@@ -52,7 +48,29 @@ def parse_select(sql: str) -> exp.Select:
             "sql.statement_not_allowed",
             f"Only SELECT queries are allowed; {_statement_name(statement)} statements are not.",
         )
+    if _deeper_than(statement, MAX_EXPRESSION_DEPTH):
+        raise too_deeply_nested()
     return statement
+
+
+def too_deeply_nested() -> QueryRejected:
+    """The rejection of a tree too deep to check (``MAX_EXPRESSION_DEPTH``)."""
+    return QueryRejected(
+        "sql.too_deeply_nested",
+        "The query nests expressions too deeply to be checked; flatten it (fewer nested "
+        "parentheses, function calls or chained conditions).",
+    )
+
+
+def _deeper_than(root: exp.Expression, limit: int) -> bool:
+    """Whether the tree under ``root`` has more than ``limit`` levels (walked without recursion)."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in node.iter_expressions())
+    return False
 
 
 def _statement_name(statement: exp.Expression) -> str:

@@ -81,7 +81,7 @@ def guarded_where(where: exp.Expr) -> exp.Expr:
     guarded = [
         c.copy() if _plain(c) else exp.Anonymous(this="TRY", expressions=[c.copy()]) for c in conjuncts
     ]
-    return exp.and_(*guarded) if len(guarded) > 1 else guarded[0]
+    return exp.and_(*guarded, copy=False) if len(guarded) > 1 else guarded[0]
 
 
 def guarded_key(key: exp.Expr) -> exp.Expr:
@@ -109,8 +109,11 @@ def _constant(node: exp.Expr) -> bool:
 def group_columns(plan: QueryPlan) -> list[exp.Expr]:
     """``_g<i>``: each group key; ``_t<i>``: its identity, DuckDB's text of the key."""
     keys = [grouping_key(g) for g in plan.query.group_keys]
-    values = [exp.alias_(k, f"_g{i}", quoted=True) for i, k in enumerate(keys)]
-    texts = [exp.alias_(exp.cast(k.copy(), "VARCHAR"), f"_t{i}", quoted=True) for i, k in enumerate(keys)]
+    texts = [
+        exp.alias_(exp.cast(k.copy(), "VARCHAR", copy=False), f"_t{i}", quoted=True, copy=False)
+        for i, k in enumerate(keys)
+    ]
+    values = [exp.alias_(k, f"_g{i}", quoted=True, copy=False) for i, k in enumerate(keys)]
     return values + texts
 
 
@@ -138,10 +141,10 @@ def _grouped(select: exp.Select, plan: QueryPlan, *extra: exp.Expr) -> exp.Selec
     """``select`` with the plan's WHERE and GROUP BY (the key expressions themselves)."""
     query = plan.query
     if query.where is not None:
-        select = select.where(guarded_where(query.where))
+        select = select.where(guarded_where(query.where), copy=False)
     keys = [grouping_key(g) for g in query.group_keys]
     if keys or extra:
-        select = select.group_by(*keys, *extra)
+        select = select.group_by(*keys, *extra, copy=False)
     return select
 
 
@@ -149,9 +152,10 @@ def aggregate_sql(plan: QueryPlan) -> str:
     """SELECT <group keys>, <key identities>, <exact aggregates> FROM <table> [WHERE] [GROUP BY]."""
     select = exp.select(
         *group_columns(plan),
-        *[exp.alias_(c.sql, c.name, quoted=True) for c in exact_columns(plan)],
-    ).from_(source(plan))
-    return _grouped(select, plan).sql(dialect="duckdb")
+        *[exp.alias_(c.sql, c.name, quoted=True, copy=False) for c in exact_columns(plan)],
+        copy=False,
+    ).from_(source(plan), copy=False)
+    return _generate(_grouped(select, plan))
 
 
 def quantile_sql(plan: QueryPlan, planned: PlannedQuantity) -> str:
@@ -178,16 +182,24 @@ def quantile_sql(plan: QueryPlan, planned: PlannedQuantity) -> str:
     )
     select = exp.select(
         *group_columns(plan),
-        exp.alias_(bucket, "_b", quoted=True),
-        exp.alias_(on_grid, "_on", quoted=True),
-        exp.alias_(exp.Count(this=exp.Star()), "_n", quoted=True),
-    ).from_(source(plan))
+        exp.alias_(bucket.copy(), "_b", quoted=True, copy=False),
+        exp.alias_(on_grid.copy(), "_on", quoted=True, copy=False),
+        exp.alias_(exp.Count(this=exp.Star()), "_n", quoted=True, copy=False),
+        copy=False,
+    ).from_(source(plan), copy=False)
     select = select.where(
-        exp.Not(this=exp.Is(this=exp.column(column.clamped, quoted=True), expression=exp.null()))
+        exp.Not(this=exp.Is(this=exp.column(column.clamped, quoted=True), expression=exp.null())),
+        copy=False,
     )
     if planned.filter is not None:  # a conditional quantile: its FILTER, guarded as WHERE is
-        select = select.where(guarded_where(planned.filter))
-    return _grouped(select, plan, bucket.copy(), on_grid.copy()).sql(dialect="duckdb")
+        select = select.where(guarded_where(planned.filter), copy=False)
+    return _generate(_grouped(select, plan, bucket, on_grid))
+
+
+def _generate(select: exp.Select) -> str:
+    """DuckDB's text of a statement built here. Every node of ``select`` is new (built or copied
+    from the plan), so the generator may transform it in place instead of copying it first."""
+    return select.sql(dialect="duckdb", copy=False)
 
 
 def source(plan: QueryPlan) -> exp.Expression:

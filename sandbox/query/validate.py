@@ -24,6 +24,7 @@ from sandbox.catalog.models import (
 from sandbox.errors import InvalidRequest, PolicyDenied, QueryRejected
 from sandbox.query import bins, conditional, joins
 from sandbox.query import whitelist as wl
+from sandbox.query.parse import too_deeply_nested
 from sandbox.query.scalar import (
     ScalarChecker,
     Typed,
@@ -107,7 +108,10 @@ def validate(
 ) -> ValidatedQuery:
     """Check ``select`` against the whitelist and ``record``'s metadata; rebuild its expressions.
     ``max_joined_rows_per_unit``: the analyst's lower bound on a person's joined rows (joins.py)."""
-    return _Validator(record, max_joined_rows_per_unit).run(select)
+    try:
+        return _Validator(record, max_joined_rows_per_unit).run(select)
+    except RecursionError:  # a second line behind the depth limit of parse_select
+        raise too_deeply_nested() from None
 
 
 def result_column(index: int, prefix: str) -> exp.Column:

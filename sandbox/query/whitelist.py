@@ -66,6 +66,9 @@ EXTRACT_PARTS = frozenset(
     {"year", "quarter", "month", "week", "day", "dayofweek", "isodow", "dayofyear", "hour", "minute"}
 )
 MAX_ROUND_DIGITS = 10
+# Deepest accepted syntax tree (a level per nested call, parenthesis, operator or ANDed condition):
+# checking and rebuilding a tree recurse, and must never reach Python's recursion limit.
+MAX_EXPRESSION_DEPTH = 128
 
 # TRY_CAST targets (CAST itself is only accepted on a literal, checked at planning time)
 CAST_TARGETS: dict[Any, Kind] = {

@@ -454,3 +454,26 @@ def test_quantile_never_leaves_the_bounds(make_dataset: DatasetMaker, catalog: C
     engine = Engine(catalog, Settings(quantile_candidates=8, max_epsilon_per_query=HUGE_EPSILON))
     (row,) = engine.query(record.name, "SELECT QUANTILE_CONT(v, 0.99) AS q FROM t", HUGE_EPSILON).rows
     assert row[0] == 10.01
+
+
+def test_unfiltered_count_is_the_stored_row_count(make_dataset: DatasetMaker, catalog: Catalog) -> None:
+    """An unfiltered, ungrouped COUNT(*) reads the stored table's row count (once per dataset
+    version) instead of running a statement: it counts the rows ingest kept (k per unit, no NULL
+    unit), as the statement would, next to a quantile that still runs its own statement."""
+    units = [1, 1, 1, 2, 2, 3, None, None, 4]
+    table = pa.table({"uid": pa.array(units, pa.int64()), "v": pa.array([1.0] * 9, pa.float64())})
+    columns = [
+        {"name": "uid", "role": "privacy_unit"},
+        {"name": "v", "role": "measure", "lower": 0, "upper": 2, "scale": 0},
+    ]
+    record = make_dataset("row_count", table, columns, max_rows_per_unit=2)
+    engine = Engine(catalog, Settings(max_epsilon_per_query=HUGE_EPSILON))
+    ((stored_rows,),) = stored(catalog, record.name, "SELECT count(*) FROM t")
+    assert stored_rows == 2 + 2 + 1 + 1
+    for _ in range(2):  # the second answer comes from the count kept by the open database
+        assert engine.query(record.name, "SELECT COUNT(*) AS n FROM t", HUGE_EPSILON).rows == [[stored_rows]]
+    both = engine.query(record.name, "SELECT COUNT(*) AS n, MEDIAN(v) AS m FROM t", HUGE_EPSILON)
+    assert both.rows == [[stored_rows, 1.0]]
+    filtered = engine.query(record.name, "SELECT COUNT(*) AS n FROM t WHERE v > 0", HUGE_EPSILON)
+    assert filtered.rows == [[stored_rows]]
+    engine.close()
