@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import StrEnum
 from fractions import Fraction
 from typing import Any
@@ -79,9 +80,9 @@ class PlannedQuantity:
     condition: str | None = None  # FILTER (WHERE ...) of a conditional aggregate (generated SQL)
     filter: exp.Expression | None = field(default=None, compare=False, hash=False, repr=False)
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """Canonical name of the quantity."""
+        """Canonical name of the quantity (computed once: the release looks quantities up by it)."""
         suffix = f", {self.quantile}" if self.quantile is not None else ""
         condition = "" if self.condition is None else f" filter (where {self.condition})"
         return f"{self.quantity.value}({self.column or '*'}{suffix}){condition}"

@@ -35,7 +35,7 @@ class Exact:
 
 def key_text(identity: Sequence[str | None]) -> str:
     """The one text of a group: the JSON list of DuckDB's texts of its key values."""
-    return json.dumps(list(identity))
+    return json.dumps(list(identity)) if identity else "[]"
 
 
 def exact_from_rows(
