@@ -10,6 +10,12 @@ ranges for progress; each column is cast to the type validation saw through Arro
 types do not depend on the reader. CSV sources are streamed through Arrow with the declared types.
 Rows are stored in source order (``preserve_insertion_order``; the content fingerprint is over
 stored order), except that the kept rows of units over their bound come last.
+
+A Parquet table with at most one row per unit (``max_rows_per_unit: 1``) is loaded first and its
+units counted once, on the stored table: that one pass is both the check of the bound and the
+test whether bounding was needed. If some unit has more rows, rows beyond its bound have reached
+the file, so the whole file is discarded and built again, bounding that table as it is read (the
+path every other bounded table takes: units over the bound listed first, from the source).
 """
 
 from __future__ import annotations
@@ -149,28 +155,66 @@ def build_database(
 ) -> list[StoredTable]:
     """Create ``database`` with every declared table loaded, checkpointed, and their fingerprints."""
     plans = [plan_table(table, sources[table.name]) for table in metadata.tables]
-    total = sum(count_rows(plan.source) for plan in plans)
-    done = 0
+    rows = sum(count_rows(plan.source) for plan in plans)
+    total, done = rows, 0
 
-    def advance(rows: int) -> None:
+    def advance(count: int) -> None:
         nonlocal done, total
-        done += rows
+        done += count
         total = max(total, done)
         if progress is not None:
             progress(done, total)
 
+    bound_first = {plan.name for plan in plans if not _load_then_count(plan)}
+    while True:
+        try:
+            stored = _build(database, plans, bound_first, temp_dir, advance)
+            break
+        except _OverBound as over:  # rows beyond a bound reached the file: build it again
+            scratch = temp_dir / "scratch.duckdb"
+            for path in (database, scratch):
+                path.unlink(missing_ok=True)
+                path.with_name(path.name + ".wal").unlink(missing_ok=True)
+            bound_first.add(over.table)
+            total += rows
+    if progress is not None and total != done:
+        progress(done, done)
+    return stored
+
+
+class _OverBound(Exception):
+    """A table loaded before counting its units has a unit over its bound."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(table)
+        self.table = table
+
+
+def _load_then_count(plan: TablePlan) -> bool:
+    """Whether the table is loaded before its units are counted (one pass over the units instead
+    of two): Parquet tables declared to hold one row per unit, which are expected to need no
+    bounding. Tables with more rows per unit usually have units over it, so they are bounded as
+    they are read; a file built with rows beyond a bound would be built again."""
+    return plan.bounds_contributions and not plan.source.is_csv and plan.spec.max_rows_per_unit == 1
+
+
+def _build(
+    database: Path,
+    plans: list[TablePlan],
+    bound_first: set[str],
+    temp_dir: Path,
+    advance: Callable[[int], None],
+) -> list[StoredTable]:
     stored: list[StoredTable] = []
     with duckdb.connect(str(database)) as con:
         _configure(con, temp_dir)
         for plan in plans:
-            _load(con, plan, advance)
-            _check_invariants(con, plan)
+            counted = _load(con, plan, advance, plan.name in bound_first)
+            _check_invariants(con, plan, units=not counted)
             _check_join_keys(con, plan)
             stored.append(_stored_table(con, plan))
         con.execute(f"DETACH {_SCRATCH}")
         con.execute("CHECKPOINT")
-    if progress is not None and total != done:
-        progress(done, done)
     return stored
 
 
@@ -194,17 +238,27 @@ def _string_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _load(con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Callable[[int], None]) -> None:
+def _load(
+    con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Callable[[int], None], bound_first: bool
+) -> bool:
+    """Load one table; whether its units were counted on the stored table (the bound is checked)."""
     if plan.source.is_csv:
         _load_csv(con, plan, advance)
+        counted = False
     else:
-        _load_parquet(con, plan, advance)
+        counted = _load_parquet(con, plan, advance, bound_first)
     _check_size(con, plan)
+    return counted
 
 
-def _load_parquet(con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Callable[[int], None]) -> None:
+def _load_parquet(
+    con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Callable[[int], None], bound_first: bool
+) -> bool:
     """DuckDB's Parquet reader in row ranges, progress after each; when some unit exceeds its bound,
-    one statement loads and bounds the table, ranking rows by their position in the file."""
+    one statement loads and bounds the table, ranking rows by their position in the file.
+
+    Unless ``bound_first``, a bounded table is loaded before its units are counted, on the stored
+    table (``_OverBound`` if one has too many rows); returns whether that count was made."""
     path = _string_literal(plan.source.path.as_posix())
 
     def relation(where: str = "") -> str:
@@ -215,10 +269,10 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Call
 
     target = quote(plan.name)
     try:
-        if plan.bounds_contributions and _units_over_bound(con, plan, relation()) > 0:
+        if plan.bounds_contributions and bound_first and _units_over_bound(con, plan, relation()) > 0:
             _bound_contributions(con, plan, relation())
             advance(count_rows(plan.source))
-            return
+            return False
         keep = (
             f" WHERE {quote(plan.spec.privacy_unit or '')} IS NOT NULL" if plan.bounds_contributions else ""
         )
@@ -230,6 +284,12 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Call
             advance(last - first)
     except duckdb.Error:
         raise _unreadable(plan) from None
+    if not plan.bounds_contributions or bound_first:
+        return False
+    if _units_over_bound(con, plan, target, nulls=True) > 0:
+        raise _OverBound(plan.name)
+    con.execute(f"DROP TABLE {_OVER}")
+    return True
 
 
 def _load_csv(con: duckdb.DuckDBPyConnection, plan: TablePlan, advance: Callable[[int], None]) -> None:
@@ -285,12 +345,20 @@ def _unreadable(plan: TablePlan) -> MetadataInvalid:
     return MetadataInvalid("the source could not be loaded", details={"problems": [problem]})
 
 
-def _units_over_bound(con: duckdb.DuckDBPyConnection, plan: TablePlan, relation: str) -> int:
-    """Record the units with more than k rows in a temporary table; how many there are."""
+def _units_over_bound(
+    con: duckdb.DuckDBPyConnection, plan: TablePlan, relation: str, *, nulls: bool = False
+) -> int:
+    """Record the units with more than k rows in a temporary table; how many there are.
+
+    With ``nulls`` (a stored table, which holds no row without a unit), a NULL unit counts as
+    over the bound too: that pass is then the complete check of the stored units.
+    """
     unit = quote(plan.spec.privacy_unit or "")
+    condition = f"count(*) > $1 OR {unit} IS NULL" if nulls else "count(*) > $1"
+    where = "" if nulls else f" WHERE {unit} IS NOT NULL"
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_OVER} AS SELECT {unit} AS u FROM {relation} "
-        f"WHERE {unit} IS NOT NULL GROUP BY ALL HAVING count(*) > $1",
+        f"CREATE OR REPLACE TEMP TABLE {_OVER} AS SELECT {unit} AS u FROM {relation}{where} "
+        f"GROUP BY ALL HAVING {condition}",
         [plan.spec.max_rows_per_unit],
     )
     row = con.execute(f"SELECT count(*) FROM {_OVER}").fetchone()
@@ -318,18 +386,19 @@ def _bound_contributions(con: duckdb.DuckDBPyConnection, plan: TablePlan, relati
     con.execute(f"DROP TABLE {_OVER}")
 
 
-def _check_invariants(con: duckdb.DuckDBPyConnection, plan: TablePlan) -> None:
-    """Re-check what the engine relies on: clamped values in bounds, at most k rows per unit."""
+def _check_invariants(con: duckdb.DuckDBPyConnection, plan: TablePlan, *, units: bool) -> None:
+    """Re-check what the engine relies on: clamped values in bounds (one scan) and, with ``units``,
+    at most k rows per unit and no NULL unit (a table whose stored units were counted on loading
+    was checked by that count)."""
     table = quote(plan.name)
-    for measure in plan.clamped:
-        column = quote(measure.physical)
-        row = con.execute(
-            f"SELECT count(*) FROM {table} WHERE {column} < $1 OR {column} > $2",
-            [measure.lower, measure.upper],
-        ).fetchone()
+    if plan.clamped:
+        outside = " OR ".join(
+            f"{quote(m.physical)} < {m.lower} OR {quote(m.physical)} > {m.upper}" for m in plan.clamped
+        )
+        row = con.execute(f"SELECT count(*) FROM {table} WHERE {outside}").fetchone()
         if row is None or row[0] != 0:
             raise InternalError("a clamped measure left its bounds during ingest")
-    if plan.bounds_contributions:
+    if units and plan.bounds_contributions:
         unit = quote(plan.spec.privacy_unit or "")
         row = con.execute(
             f"SELECT coalesce(max(n), 0), count(*) FILTER (WHERE u IS NULL) "

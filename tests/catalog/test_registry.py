@@ -545,3 +545,29 @@ def test_parquet_rows_are_stored_in_source_order(tmp_path: Path, k: int) -> None
         assert len(calls) >= 2 and calls[-1] == (n, n)
     else:
         assert sorted(stored) == sorted(units[999:] + list(range(333)) * 2)  # two rows of each unit over k
+
+
+def test_one_row_per_unit_table_with_a_repeated_unit_is_built_again(tmp_path: Path) -> None:
+    """A Parquet table declared with one row per unit is loaded before its units are counted; when
+    a unit repeats (or is NULL), rows beyond the bound have reached the file, so the file is built
+    again with bounding: one row per unit, no NULL unit, and progress that never goes back."""
+    units = [5, 1, 2, 1, None, 3, 1]
+    table = {
+        "privacy_unit": "uid",
+        "max_rows_per_unit": 1,
+        "columns": [
+            {"name": "uid", "role": "privacy_unit"},
+            {"name": "v", "role": "measure", "lower": 0, "upper": 9},
+        ],
+    }
+    metadata = write_dataset(
+        tmp_path, {"uid": pa.array(units, pa.int64()), "v": pa.array(range(len(units)), pa.int64())}, table
+    )
+    calls: list[tuple[int, int]] = []
+    catalog = Catalog(tmp_path / "home")
+    catalog.register(metadata, progress=lambda done, total: calls.append((done, total)))
+    with connect(catalog, "demo") as con:
+        rows = con.execute("SELECT uid, v FROM t").fetchall()
+    assert sorted(uid for uid, _ in rows) == [1, 2, 3, 5]
+    assert {v for uid, v in rows if uid == 1} <= {1, 3, 6}
+    assert calls == sorted(calls) and calls[-1][0] == calls[-1][1]
