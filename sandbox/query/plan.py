@@ -11,9 +11,9 @@ import hashlib
 import itertools
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
 from enum import StrEnum
 from fractions import Fraction
+from functools import cached_property
 from typing import Any
 
 from sqlglot import exp
