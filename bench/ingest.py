@@ -157,7 +157,11 @@ def main() -> int:
     parser.add_argument("--tables", default="residents,medical_visits", help="tables to register")
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.prepare:
+        print(tiled(args.prepare) if args.prepare == LARGE else generated(args.prepare))
+        return 0
     if args.raw:
         print(raw_load(args.raw, BENCH_DIR / f"raw-load-{os.getpid()}"))
         return 0
@@ -168,7 +172,11 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",")] + ([LARGE] if args.large else [])
     results = []
     for n in sizes:
-        data = tiled(n) if n == LARGE else generated(n)
+        # in a child: a child started later would report this process's peak RSS as its own
+        prepared = subprocess.run(
+            [sys.executable, __file__, "--prepare", str(n)], check=True, stdout=subprocess.PIPE
+        )
+        data = Path(prepared.stdout.decode().strip())
         for table in args.tables.split(","):
             print(f"N={n:,}: registering {table} ...", file=sys.stderr)
             results.append({"n": n, **measure(data, table)})
