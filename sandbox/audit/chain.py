@@ -5,23 +5,25 @@ UTF-8) of ``{seq, type, time, actor, organisation, dataset, payload, prev_hash}`
 when the event has one (how the actor was verified, e.g. ``os:alice`` on the CLI); ``prev_hash`` is
 the previous event's hash (64 zeros for the first event).
 
-Every event is written inside the write transaction of the state change it records, so both
-commit or neither does. Governance changes ``append`` to the chain directly (their transaction
-holds the chain head). Queries, the hot path, ``defer`` their events to ``audit_pending`` instead,
-so concurrent queries never wait on one row; ``seal`` then links pending events into the chain in
-id order, many per transaction (on SQLite in the same transaction, on PostgreSQL moments later from
-each replica's sealer thread, and before any governance event). Until sealed, an event is stored
-and counted but not yet linked.
+Every event is written inside the write transaction of the state change it records, so both commit
+or neither does. Governance changes ``append`` to the chain directly (their transaction holds the
+chain head). Queries, the hot path, ``defer`` their events to ``audit_pending`` instead, so
+concurrent queries never wait on one row; ``seal`` then links pending events into the chain in id
+order, many per transaction (on PostgreSQL moments later from each replica's sealer thread, and
+before any governance event; on SQLite, whose writers hold the whole database, at once). Until
+sealed, an event is stored and counted but not yet linked.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.orm import Session
 
 from sandbox.audit.models import AuditEventView, EventType
 from sandbox.principals import Principal
@@ -154,9 +156,18 @@ def pending_row(
 
 def defer(session: Runner, rows: list[dict[str, Any]]) -> None:
     """Write events (``pending_row``s) to ``audit_pending``, taking no chain-head lock; ``seal``
-    links them later."""
-    if rows:
+    links them later. On SQLite, whose write transactions hold the whole database, they are linked
+    at once instead."""
+    if not rows:
+        return
+    if _dialect(session) == "sqlite":
+        _link(session, rows)
+    else:
         session.execute(_INSERT_PENDING, rows)
+
+
+def _dialect(session: Runner) -> str:
+    return session.get_bind().dialect.name if isinstance(session, Session) else session.dialect.name
 
 
 def seal(session: Runner, limit: int = SEAL_BATCH) -> int:
@@ -165,37 +176,42 @@ def seal(session: Runner, limit: int = SEAL_BATCH) -> int:
     Call inside a transaction that holds the chain head (a governance write transaction on
     PostgreSQL, any write transaction on SQLite).
     """
-    pending = session.execute(_READ_PENDING, {"b_limit": limit}).all()
+    pending = session.execute(_READ_PENDING, {"b_limit": limit}).mappings().all()
     if not pending:
         return 0
+    _link(session, pending)
+    session.execute(_DELETE_PENDING, {"b_ids": [event["id"] for event in pending]})
+    return len(pending)
+
+
+def _link(session: Runner, events: Sequence[Mapping[Any, Any]]) -> None:
+    """Append events (``pending_row``s, or rows of ``audit_pending``) after the chain head, in order."""
     head = session.execute(_READ_HEAD).one_or_none()
     if head is None:
         raise RuntimeError("the audit chain head row is missing: run `sandbox db upgrade`")
     seq, prev_hash = head.seq, head.hash
     rows = []
-    for event in pending:
+    for event in events:
         seq += 1
         content = _linked(event, seq, prev_hash)
         prev_hash = _content_hash(content)
-        rows.append({"via": None, **content, "payload": event.payload, "hash": prev_hash})
+        rows.append({"via": None, **content, "payload": event["payload"], "hash": prev_hash})
     session.execute(_INSERT_EVENT, rows)
-    session.execute(_DELETE_PENDING, {"b_ids": [event.id for event in pending]})
     session.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev_hash})
-    return len(rows)
 
 
-def _linked(event: Row[Any], seq: int, prev_hash: str) -> dict[str, Any]:
-    """The hashed content of a pending event placed at ``seq`` after ``prev_hash``."""
+def _linked(event: Mapping[Any, Any], seq: int, prev_hash: str) -> dict[str, Any]:
+    """The hashed content of an event placed at ``seq`` after ``prev_hash``."""
     content: dict[str, Any] = {
         "seq": seq,
-        "type": event.type,
-        "time": event.time,
-        "actor": event.actor,
-        "organisation": event.organisation,
-        "dataset": event.dataset,
-        "payload": json.loads(event.payload),
+        "type": event["type"],
+        "time": event["time"],
+        "actor": event["actor"],
+        "organisation": event["organisation"],
+        "dataset": event["dataset"],
+        "payload": json.loads(event["payload"]),
         "prev_hash": prev_hash,
     }
-    if event.via is not None:
-        content["via"] = event.via
+    if event["via"] is not None:
+        content["via"] = event["via"]
     return content

@@ -75,25 +75,25 @@ def test_a_charge_beyond_a_cap_set_after_the_read_is_refused_by_the_database(
 
 
 def test_the_sweep_leaves_a_running_query_of_a_live_replica_alone(settings: Settings) -> None:
-    live = settings.model_copy(update={"abandoned_reservation_s": 0.4})  # heartbeat every 0.1 s
+    live = settings.model_copy(update={"abandoned_reservation_s": 0.8})  # heartbeat every 0.2 s
     running, sweeper = ControlPlane(live, create=True), ControlPlane(live)
-    age = timedelta(seconds=0.6)
+    age = timedelta(seconds=1.2)  # a heartbeat may come a second late under load
     try:
         Granter(running, Clock(datetime.now(UTC)))(ANALYST_A, DATASET, epsilon=1.0)
         ticket = running.begin_query(ANALYST_A, DATASET, make_summary(DATASET), sql="q")
         assert isinstance(ticket, QueryTicket)
-        time.sleep(0.9)  # older than the sweep's age: only the heartbeat says it is running
+        time.sleep(1.6)  # older than the sweep's age: only the heartbeat says it is running
         assert sweeper.settle_abandoned(age) == 0
         running.complete_query(ticket, ANSWER)  # it finishes late, and is answered
         assert sweeper.get_query(OPERATOR, ticket.query_id).status == QueryStatus.ANSWERED
         stuck = running.begin_query(ANALYST_A, DATASET, make_summary(DATASET), sql="q")
         assert isinstance(stuck, QueryTicket)
-        time.sleep(1.3)  # twice the age: a live replica's query that old lost its closing
+        time.sleep(2.6)  # twice the age: a live replica's query that old lost its closing
         assert sweeper.settle_abandoned(age) == 1
         late = running.begin_query(ANALYST_A, DATASET, make_summary(DATASET), sql="q")
         assert isinstance(late, QueryTicket)
         running.close()  # its replica is gone: what it left running is abandoned
-        time.sleep(0.7)
+        time.sleep(1.4)
         assert sweeper.settle_abandoned(age) == 1
         for query_id in (stuck.query_id, late.query_id):
             closed = sweeper.get_query(OPERATOR, query_id)
