@@ -110,27 +110,8 @@ def append(
     """
     while seal(session) == SEAL_BATCH:
         pass
-    head = session.execute(_READ_HEAD).one_or_none()
-    if head is None:
-        raise RuntimeError("the audit chain head row is missing: run `sandbox db upgrade`")
-    content: dict[str, Any] = {
-        "seq": head.seq + 1,
-        "type": type.value,
-        "time": format_time(now),
-        "actor": actor.name if isinstance(actor, Principal) else actor,
-        "organisation": organisation,
-        "dataset": dataset,
-        "payload": payload or {},
-        "prev_hash": head.hash,
-    }
-    via = actor.via if isinstance(actor, Principal) else None
-    if via is not None:
-        content["via"] = via
-    digest = _content_hash(content)
-    row = {"via": None, **content, "payload": canonical_json(content["payload"]).decode(), "hash": digest}
-    session.execute(_INSERT_EVENT, row)
-    session.execute(_MOVE_HEAD, {"new_seq": content["seq"], "new_hash": digest})
-    return AuditEventView(**content, hash=digest)
+    row = pending_row(type, actor=actor, now=now, organisation=organisation, dataset=dataset, payload=payload)
+    return _link(session, [row])[0]
 
 
 def pending_row(
@@ -184,20 +165,23 @@ def seal(session: Runner, limit: int = SEAL_BATCH) -> int:
     return len(pending)
 
 
-def _link(session: Runner, events: Sequence[Mapping[Any, Any]]) -> None:
-    """Append events (``pending_row``s, or rows of ``audit_pending``) after the chain head, in order."""
+def _link(session: Runner, events: Sequence[Mapping[Any, Any]]) -> list[AuditEventView]:
+    """Append events (``pending_row``s, or rows of ``audit_pending``) after the chain head, in
+    order; the events as linked."""
     head = session.execute(_READ_HEAD).one_or_none()
     if head is None:
         raise RuntimeError("the audit chain head row is missing: run `sandbox db upgrade`")
     seq, prev_hash = head.seq, head.hash
-    rows = []
+    rows, linked = [], []
     for event in events:
         seq += 1
         content = _linked(event, seq, prev_hash)
         prev_hash = _content_hash(content)
         rows.append({"via": None, **content, "payload": event["payload"], "hash": prev_hash})
+        linked.append(AuditEventView(**content, hash=prev_hash))
     session.execute(_INSERT_EVENT, rows)
     session.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev_hash})
+    return linked
 
 
 def _linked(event: Mapping[Any, Any], seq: int, prev_hash: str) -> dict[str, Any]:
