@@ -279,8 +279,12 @@ def register(rows: list[Row], profile: Profile, home: Path) -> Registered:
 
 def register_source(source: Path, profile: Profile, home: Path) -> Registered:
     """Write the metadata beside ``source`` and register it in a catalog under ``home``."""
-    document = source.parent / f"{DATASET}.yaml"
-    document.write_text(yaml.safe_dump(metadata(profile, source.name), sort_keys=False), encoding="utf-8")
+    return register_document(source.parent / f"{DATASET}.yaml", metadata(profile, source.name), home)
+
+
+def register_document(document: Path, content: dict[str, Any], home: Path) -> Registered:
+    """Write ``content`` as the metadata document and register it in a catalog under ``home``."""
+    document.write_text(yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
     catalog = Catalog(home / "home")
     try:
         return Registered(catalog, catalog.register(document))

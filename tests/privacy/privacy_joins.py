@@ -18,12 +18,19 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
-from privacy_data import DATASET, TABLE, UNIT, Bounds, Profile, Registered, Row, arrow_table, metadata
+from privacy_data import (
+    DATASET,
+    TABLE,
+    UNIT,
+    Bounds,
+    Profile,
+    Registered,
+    Row,
+    arrow_table,
+    metadata,
+    register_document,
+)
 from privacy_shapes import Aggregate, Shape
-
-from sandbox.catalog import Catalog
-from sandbox.errors import SandboxError
 
 COST = Bounds(0, 1000)
 KINDS = ["in", "out"]
@@ -186,13 +193,7 @@ def register(people: list[Row], visits: list[Row], profile: JoinProfile, home: P
     pq.write_table(
         pa.table({"code": list(LOOKUP), "region": list(LOOKUP.values())}), folder / "lookup.parquet"
     )
-    document = folder / f"{DATASET}.yaml"
-    document.write_text(yaml.safe_dump(join_metadata(profile), sort_keys=False), encoding="utf-8")
-    catalog = Catalog(home / "home")
-    try:
-        return Registered(catalog, catalog.register(document))
-    except SandboxError as error:
-        return Registered(catalog, None, error)
+    return register_document(folder / f"{DATASET}.yaml", join_metadata(profile), home)
 
 
 @dataclass
