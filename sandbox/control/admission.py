@@ -17,8 +17,6 @@ organisation's lifetime account, the dataset's ledger), and is never refunded.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -44,11 +42,10 @@ from sandbox.control.ledger import (
     QueryStatus,
     QueryTicket,
     budget_state,
-    insert_query,
     own_budget_state,
 )
+from sandbox.control.records import Attempt, Writes
 from sandbox.control.replays import (
-    ReleaseKey,
     ReplayMemo,
     StoredRelease,
     find_replay,
@@ -61,101 +58,9 @@ from sandbox.policies.engine import check_access, decide
 from sandbox.policies.models import PolicyView
 from sandbox.principals import Principal
 from sandbox.query.summary import QuerySummary
-from sandbox.store.db import Runner
 
 REPLAY_MEMO_SIZE = 4096  # stored releases memoised per process (answers are small JSON documents)
 VIEW_MEMO_SIZE = 1024  # policy views memoised per process, by (id, revision)
-# every column a query record may set, so the records of one batch insert as one statement
-_QUERY_DEFAULTS: dict[str, Any] = {
-    "epsilon": 0,
-    "delta": 0,
-    "replay_of": None,
-    "rule": None,
-    "error_code": None,
-    "finished_at": None,
-}
-
-
-@dataclass
-class _Attempt:
-    """One query attempt: what was asked, and what its decision read."""
-
-    principal: Principal
-    dataset: DatasetRecord
-    summary: QuerySummary
-    sql: str
-    now: datetime
-    holder: str  # the replica admitting it
-    policy: Any = None  # the policy row decided on (ORM or Core)
-    ledger_id: str | None = None
-
-    @property
-    def release_key(self) -> ReleaseKey:
-        """The key of an identical earlier release by the same organisation."""
-        summary = self.summary
-        return (
-            self.principal.organisation or "",
-            self.dataset.name,
-            summary.dataset_version,
-            summary.fingerprint,
-        )
-
-
-@dataclass
-class _Writes:
-    """The query records and audit events of one or more decisions, written together."""
-
-    queries: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def query(self, attempt: _Attempt, status: QueryStatus, **fields: Any) -> str:
-        """Add the attempt's query record; its id."""
-        query_id = workflow.new_id("q")
-        self.queries.append(
-            {
-                **_QUERY_DEFAULTS,
-                "id": query_id,
-                "principal": attempt.principal.name,
-                "organisation": attempt.principal.organisation,
-                "dataset": attempt.dataset.name,
-                "dataset_owner": attempt.dataset.metadata.owner,
-                "dataset_version": attempt.summary.dataset_version,
-                "ledger_id": attempt.ledger_id,
-                "policy_id": attempt.policy.id if attempt.policy is not None else None,
-                "sql": attempt.sql,
-                "normalized_sql": attempt.summary.normalized_sql,
-                "fingerprint": attempt.summary.fingerprint,
-                "status": status.value,
-                "created_at": attempt.now,
-                "holder": attempt.holder,
-                **fields,
-            }
-        )
-        return query_id
-
-    def event(self, attempt: _Attempt, type: EventType, **payload: Any) -> None:
-        """Add the attempt's audit event."""
-        self.events.append(
-            {
-                "type": type,
-                "actor": attempt.principal,
-                "now": attempt.now,
-                "organisation": attempt.principal.organisation,
-                "dataset": attempt.dataset.name,
-                "payload": payload,
-            }
-        )
-
-    def flush(self, session: Runner, *, deferred: bool, events: Sequence[dict[str, Any]] = ()) -> None:
-        """Write everything added: events deferred to the sealer (with ``events``, pending rows of
-        the same batch), or appended to the chain (when the transaction holds the chain head)."""
-        if self.queries:
-            insert_query(session, self.queries)
-        if deferred:
-            chain.defer(session, [*events, *(chain.pending_row(**event) for event in self.events)])
-        else:
-            for event in self.events:
-                chain.append(session, **event)
 
 
 class AdmitJob(Job):
@@ -163,7 +68,7 @@ class AdmitJob(Job):
 
     result: QueryTicket | CachedAnswer | None
 
-    def __init__(self, attempt: _Attempt, release: StoredRelease | None) -> None:
+    def __init__(self, attempt: Attempt, release: StoredRelease | None) -> None:
         super().__init__()
         self.attempt = attempt
         self.release = release
@@ -215,7 +120,7 @@ class Admission(Core):
             raise InternalError("the query summary is for another dataset")
         now, holder = self._now(), self._upkeep.replica_id
         if principal.organisation:
-            attempt = _Attempt(principal, dataset, summary, sql, now, holder)
+            attempt = Attempt(principal, dataset, summary, sql, now, holder)
             job = AdmitJob(attempt, self._releases.get(attempt.release_key))
             try:
                 self._writes.submit(job)
@@ -224,7 +129,7 @@ class Admission(Core):
                 admitted = None
             if admitted is not None:
                 return admitted
-        attempt = _Attempt(principal, dataset, summary, sql, now, holder)
+        attempt = Attempt(principal, dataset, summary, sql, now, holder)
         release = self._stored_release(attempt)
         outcome: QueryTicket | CachedAnswer | PolicyDenied
         with self._store.write_transaction() as session:
@@ -233,7 +138,7 @@ class Admission(Core):
                 if row is not None:
                     workflow.notice_expiry(session, row, attempt.now)
                 attempt.policy = row
-            writes = _Writes()
+            writes = Writes()
             outcome = self._admit_locked(session, attempt, release, writes)
             writes.flush(session, deferred=False)
         if isinstance(outcome, PolicyDenied):
@@ -254,7 +159,7 @@ class Admission(Core):
         releases = find_replays(connection, unknown)
         for key, release in releases.items():
             self._releases.put(key, release)
-        charges, writes = PendingCharges(), _Writes()
+        charges, writes = PendingCharges(), Writes()
         for job in jobs:
             attempt = job.attempt
             read = reads.get(attempt.release_key[:2])
@@ -277,7 +182,7 @@ class Admission(Core):
             raise Changed
 
     def _admit_locked(
-        self, session: Session, attempt: _Attempt, release: StoredRelease | None, writes: _Writes
+        self, session: Session, attempt: Attempt, release: StoredRelease | None, writes: Writes
     ) -> QueryTicket | CachedAnswer | PolicyDenied:
         """Decide once on the locked rows: replay (free), charge, or record the denial."""
         policy, summary = attempt.policy, attempt.summary
@@ -303,16 +208,14 @@ class Admission(Core):
         return self._record_charge(writes, attempt, view, state)
 
     @staticmethod
-    def _replay_allowed(attempt: _Attempt, view: PolicyView, state: BudgetState) -> bool:
+    def _replay_allowed(attempt: Attempt, view: PolicyView, state: BudgetState) -> bool:
         """Whether the policy still allows the query (a replay costs nothing, so budget is moot)."""
         return decide(
             attempt.principal, attempt.dataset, view, attempt.summary, state, attempt.now, charge=False
         ).allowed
 
     @staticmethod
-    def _record_charge(
-        writes: _Writes, attempt: _Attempt, view: PolicyView, state: BudgetState
-    ) -> QueryTicket:
+    def _record_charge(writes: Writes, attempt: Attempt, view: PolicyView, state: BudgetState) -> QueryTicket:
         """Record the charged query (``query.reserved``) and return its ticket."""
         summary = attempt.summary
         epsilon, delta = _units(summary)
@@ -359,7 +262,7 @@ class Admission(Core):
             view = self._views[key] = workflow.policy_view(row)
         return view
 
-    def _stored_release(self, attempt: _Attempt) -> StoredRelease | None:
+    def _stored_release(self, attempt: Attempt) -> StoredRelease | None:
         """The stored release of an identical query by the attempt's organisation (memoised), if any."""
         if not attempt.principal.organisation:
             return None
@@ -374,7 +277,7 @@ class Admission(Core):
 
     @staticmethod
     def _record_replay(
-        writes: _Writes, attempt: _Attempt, entry: StoredRelease, view: PolicyView, state: BudgetState
+        writes: Writes, attempt: Attempt, entry: StoredRelease, view: PolicyView, state: BudgetState
     ) -> CachedAnswer:
         """Record a replayed release (no charge) and return the stored answer."""
         query_id = writes.query(
@@ -400,7 +303,7 @@ class Admission(Core):
         )
 
     @staticmethod
-    def _deny(writes: _Writes, attempt: _Attempt, error: PolicyDenied) -> PolicyDenied:
+    def _deny(writes: Writes, attempt: Attempt, error: PolicyDenied) -> PolicyDenied:
         """Record a denied query (no charge) and return its error, carrying the query id."""
         query_id = writes.query(
             attempt, QueryStatus.REJECTED, rule=error.rule, error_code=error.code, finished_at=attempt.now
