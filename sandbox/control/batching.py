@@ -5,7 +5,8 @@ Each caller hands a job to the process's writer threads and waits. A free writer
 queued (up to ``MAX_BATCH``), runs them all in one write transaction, commits, and wakes their
 callers; while it waits on the database, the next batch gathers in the queue. When
 a batch fails as a whole (a row changed under it, an error in one job), it is rolled back and each
-of its jobs runs again alone, so one job's failure is its own. An idle process pays one thread
+of its jobs runs again alone, so one job's failure is its own; a batch that failed on a connection the
+server had dropped, before its commit, runs once more on a fresh one. An idle process pays one thread
 hand-off per write; a busy one shares each commit between many queries.
 """
 
@@ -18,6 +19,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 MAX_BATCH = 256
 WRITERS = 1  # batches in flight per process: one writer makes the largest batches (measured: 2 are slower)
@@ -110,12 +112,18 @@ class GroupCommit(Generic[J]):
                 jobs.append(job)
             self._commit(jobs)
 
-    def _commit(self, jobs: list[J]) -> None:
+    def _commit(self, jobs: list[J], *, fresh: bool = False) -> None:
+        ran = False
         try:
             with self._transaction() as connection:
                 self._run(connection, jobs)
+                ran = True
         except Exception as error:
-            if len(jobs) > 1:
+            if not ran and not fresh and isinstance(error, DBAPIError) and error.connection_invalidated:
+                # a pooled connection the server had dropped (it restarted, or ended the session):
+                # nothing was committed, and the pool has replaced its stale connections
+                self._commit(jobs, fresh=True)
+            elif len(jobs) > 1:
                 for job in jobs:
                     self._commit([job])
             else:

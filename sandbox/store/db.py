@@ -22,13 +22,13 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sandbox.store.models import AuditHead
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
-IDLE_PING_S = 0.2  # a PostgreSQL connection idle longer than this is pinged before reuse
+IDLE_PING_S = 0.05  # a PostgreSQL connection idle longer than this is pinged before reuse
 IMMEDIATE_OPTION = "sandbox_begin_immediate"
 
 Runner = Session | Connection
@@ -48,7 +48,8 @@ def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return _ping_when_idle(create_engine(url, pool_size=5, max_overflow=10))
+        # LIFO: a busy process keeps reusing its most recent connections, which need no ping
+        return _ping_when_idle(create_engine(url, pool_size=5, max_overflow=10, pool_use_lifo=True))
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
@@ -96,6 +97,17 @@ def _ping_when_idle(engine: Engine) -> Engine:
             raise DisconnectionError("the pooled connection is gone")
 
     return engine
+
+
+def _alive(connection: Connection) -> None:
+    """Ping ``connection``; one the server dropped is replaced (SQLAlchemy then also discards the
+    pool's older connections) before the caller's first statement."""
+    try:
+        connection.exec_driver_sql("SELECT 1")
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        connection.rollback()  # the next statement opens a new connection
 
 
 class WriterQueue:
@@ -160,8 +172,11 @@ class Store:
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
-        """A Core connection for the hot paths' reads (one transaction, rolled back on exit)."""
+        """A Core connection for the hot paths' reads (one transaction, rolled back on exit). On
+        PostgreSQL it is pinged first, so a read never fails on a connection the server dropped."""
         with self.engine.connect() as connection:
+            if not self.is_sqlite:
+                _alive(connection)
             yield connection
 
     @contextmanager
