@@ -235,6 +235,11 @@ class Admission(Core):
             group_by=list(summary.group_by),
             epsilon=epsilon_text(epsilon),
             delta=delta_text(delta),
+            **(
+                {}
+                if summary.max_joined_rows_per_unit is None
+                else {"max_joined_rows_per_unit": summary.max_joined_rows_per_unit}
+            ),
         )
         return QueryTicket(
             query_id=query_id,

@@ -308,6 +308,7 @@ def build_plan(
             # only when given, so that the fingerprints (replays) of other queries stay as they were
             *([] if query.requested_bound is None else [f"max_joined_rows_per_unit={query.requested_bound}"]),
         ),
+        max_joined_rows_per_unit=query.requested_bound,
     )
     return QueryPlan(
         query=query,

@@ -36,3 +36,4 @@ class QuerySummary:
     delta: float
     normalized_sql: str
     fingerprint: str
+    max_joined_rows_per_unit: int | None = None  # the analyst's join bound, when given

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -134,6 +135,17 @@ def test_verification_holds_while_queries_commit(cp: ControlPlane, grant: Grante
     assert len(events) == answered
     [budget] = cp.budget(ANALYST_A)
     assert budget.epsilon_spent == pytest.approx(answered * 0.001, abs=1e-9)
+
+
+def test_the_analysts_join_bound_is_on_the_record(cp: ControlPlane, grant: Granter) -> None:
+    grant(ANALYST_A, DATASET, epsilon=1.0)
+    bounded = replace(make_summary(DATASET), max_joined_rows_per_unit=2)
+    for summary in (bounded, make_summary(DATASET)):
+        ticket = cp.begin_query(ANALYST_A, DATASET, summary, sql="q")
+        assert isinstance(ticket, QueryTicket)
+    events = cp.audit_events(OPERATOR, type="query.reserved")
+    assert [e.payload.get("max_joined_rows_per_unit") for e in events] == [2, None]
+    assert "max_joined_rows_per_unit" not in events[1].payload  # payloads without it stay as they were
 
 
 def test_events_are_sealed_without_a_reader(cp: ControlPlane, grant: Granter) -> None:

@@ -76,6 +76,8 @@ def test_it_is_part_of_the_fingerprint(engine: Engine, plain: DatasetRecord) -> 
         for m in (None, 1, 2, K_VISITS)
     }
     assert len(set(fingerprints.values())) == 4
+    bounds = {m: engine.plan(plain.name, JOIN, 1.0, max_joined_rows_per_unit=m).summary for m in (None, 2)}
+    assert {m: summary.max_joined_rows_per_unit for m, summary in bounds.items()} == {None: None, 2: 2}
 
 
 def test_requested_clamp_on_neighbours(catalog: Catalog, tmp_path: Path, engine: Engine) -> None:
