@@ -275,7 +275,7 @@ class Admission(Core):
         entry = self._releases.get(key)
         if entry is None:
             with self._store.connect() as connection:
-                entry = find_replay(connection, *key)
+                entry = find_replay(connection, key)
             if entry is not None:
                 self._releases.put(key, entry)
         return entry

@@ -22,12 +22,6 @@ from sandbox.store.db import Runner
 from sandbox.store.models import Base, ReplayEntry
 
 _REPLAY = Base.metadata.tables[ReplayEntry.__tablename__]
-_READ_REPLAY = select(_REPLAY.c.query_id, _REPLAY.c.answer).where(
-    _REPLAY.c.organisation == bindparam("b_organisation"),
-    _REPLAY.c.dataset == bindparam("b_dataset"),
-    _REPLAY.c.dataset_version == bindparam("b_version"),
-    _REPLAY.c.fingerprint == bindparam("b_fingerprint"),
-)
 # the first release of a fingerprint wins, also when two replicas settle identical queries at once
 _INSERT_REPLAY: dict[str, Insert] = {
     "postgresql": postgresql.insert(_REPLAY).on_conflict_do_nothing(),
@@ -49,18 +43,9 @@ class StoredRelease(NamedTuple):
     answer: str
 
 
-def find_replay(
-    session: Runner, organisation: str, dataset: str, version: str, fingerprint: str
-) -> StoredRelease | None:
+def find_replay(runner: Runner, key: ReleaseKey) -> StoredRelease | None:
     """The stored release (from ``replay_cache``) of an identical query by the organisation."""
-    key = {
-        "b_organisation": organisation,
-        "b_dataset": dataset,
-        "b_version": version,
-        "b_fingerprint": fingerprint,
-    }
-    row = session.execute(_READ_REPLAY, key).one_or_none()
-    return None if row is None else StoredRelease(row.query_id, row.answer)
+    return find_replays(runner, [key]).get(key)
 
 
 def find_replays(runner: Runner, keys: list[ReleaseKey]) -> dict[ReleaseKey, StoredRelease]:

@@ -177,20 +177,12 @@ class Settlement(Core):
                 values |= {"b_shape": None, "b_error": "query.abandoned"}
                 if cast("CursorResult[Any]", connection.execute(_CLOSE, values)).rowcount != 1:
                     continue  # another sweeper closed it first
-                payload = {
-                    "query_id": query.id,
-                    "policy_id": query.policy_id,
-                    "epsilon": epsilon_text(query.epsilon),
-                    "delta": delta_text(query.delta),
-                    "error_code": "query.abandoned",
-                }
-                event = chain.pending_row(
+                event = _closed_event(
                     EventType.QUERY_FAILED,
-                    actor=query.principal,
-                    now=now,
-                    organisation=query.organisation,
-                    dataset=query.dataset,
-                    payload=payload,
+                    (query.principal, query.organisation, query.dataset, query.id, query.policy_id),
+                    (query.epsilon, query.delta),
+                    now,
+                    error_code="query.abandoned",
                 )
                 chain.defer(connection, [event])
                 closed += 1
@@ -249,17 +241,36 @@ def _settled_event(job: CloseJob) -> dict[str, Any]:
     """The deferred event of a closed query (``query.answered`` or ``query.failed``)."""
     ticket = job.ticket
     extra = {"result_shape": job.shape} if job.answer is not None else {"error_code": job.error_code}
-    return chain.pending_row(
+    return _closed_event(
         EventType.QUERY_ANSWERED if job.answer is not None else EventType.QUERY_FAILED,
-        actor=ticket.principal,
-        now=job.now,
-        organisation=ticket.policy.organisation,
-        dataset=ticket.dataset,
+        (ticket.principal, ticket.policy.organisation, ticket.dataset, ticket.query_id, ticket.policy.id),
+        (ticket.epsilon_units, ticket.delta_units),
+        job.now,
+        **extra,
+    )
+
+
+def _closed_event(
+    type: EventType,
+    query: tuple[str, str | None, str, str, str | None],
+    units: tuple[int, int],
+    now: datetime,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The pending row of a closing's event: ``query`` is (principal, organisation, dataset, query
+    id, policy id), ``units`` its charge (epsilon, delta)."""
+    principal, organisation, dataset, query_id, policy_id = query
+    return chain.pending_row(
+        type,
+        actor=principal,
+        now=now,
+        organisation=organisation,
+        dataset=dataset,
         payload={
-            "query_id": ticket.query_id,
-            "policy_id": ticket.policy.id,
-            "epsilon": epsilon_text(ticket.epsilon_units),
-            "delta": delta_text(ticket.delta_units),
+            "query_id": query_id,
+            "policy_id": policy_id,
+            "epsilon": epsilon_text(units[0]),
+            "delta": delta_text(units[1]),
             **extra,
         },
     )

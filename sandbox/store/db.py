@@ -87,7 +87,8 @@ def _ping_when_idle(engine: Engine) -> Engine:
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         idle_since = record.info.get("idle_since")
-        if idle_since is None or time.monotonic() - idle_since <= IDLE_PING_S:
+        record.info["pinged"] = idle_since is not None and time.monotonic() - idle_since > IDLE_PING_S
+        if not record.info["pinged"]:
             return
         try:
             alive = engine.dialect.do_ping(dbapi_connection)
@@ -100,8 +101,11 @@ def _ping_when_idle(engine: Engine) -> Engine:
 
 
 def _alive(connection: Connection) -> None:
-    """Ping ``connection``; one the server dropped is replaced (SQLAlchemy then also discards the
-    pool's older connections) before the caller's first statement."""
+    """Ping ``connection`` (unless its checkout just did); one the server dropped is replaced
+    (SQLAlchemy then also discards the pool's older connections) before the caller's first
+    statement."""
+    if connection.connection.info.get("pinged"):
+        return
     try:
         connection.exec_driver_sql("SELECT 1")
     except DBAPIError as error:
