@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from control_support import ANALYST_A, OPERATOR, Clock, Granter, make_dataset
-from cp_worker import attempt, run_queries
+from cp_worker import CONTEXT, attempt, run_queries, started
 
 from sandbox.control import ControlPlane
 from sandbox.control.ledger import QueryStatus
@@ -57,18 +57,13 @@ def test_threads_never_overspend(funded: ControlPlane) -> None:
 
 
 def test_processes_never_overspend(funded: ControlPlane, db_url: str, tmp_path: Path) -> None:
-    context = multiprocessing.get_context("fork")  # each child opens its own ControlPlane
     counts = [17, 17, 16]  # three processes, fifty attempts
-    start = context.Barrier(len(counts))
-    results: multiprocessing.Queue[list[str]] = context.Queue()
-    workers = [
-        context.Process(target=run_queries, args=(db_url, str(tmp_path / "home"), n, EPSILON, start, results))
-        for n in counts
-    ]
-    for worker in workers:
-        worker.start()
-    outcomes = [outcome for _ in workers for outcome in results.get(timeout=120)]
-    for worker in workers:
-        worker.join(timeout=30)
-        assert worker.exitcode == 0
+    start = CONTEXT.Barrier(len(counts))
+    results: multiprocessing.Queue[list[str]] = CONTEXT.Queue()
+    home = str(tmp_path / "home")
+    with started(run_queries, [(db_url, home, n, EPSILON, start, results) for n in counts]) as workers:
+        outcomes = [outcome for _ in workers for outcome in results.get(timeout=120)]
+        for worker in workers:
+            worker.join(timeout=30)
+            assert worker.exitcode == 0
     check_ledger(funded, outcomes)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from control_support import ANALYST_A, OPERATOR, Clock, Granter, make_dataset, make_summary
-from cp_worker import attempt, reserve_and_hang
+from cp_worker import CONTEXT, attempt, reserve_and_hang, started
 
 from sandbox.control import ControlPlane
 from sandbox.control.ledger import QueryStatus
@@ -23,15 +22,11 @@ def test_kill_after_reservation_keeps_the_charge(
 ) -> None:
     clock.now = datetime.now(UTC)
     grant(ANALYST_A, DATASET, epsilon=1.0)
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    worker = context.Process(target=reserve_and_hang, args=(db_url, str(settings.home), 0.6, sender))
-    worker.start()
-    try:
+    receiver, sender = CONTEXT.Pipe(duplex=False)
+    with started(reserve_and_hang, [(db_url, str(settings.home), 0.6, sender)]) as [worker]:
         assert receiver.poll(60)
         query_id = receiver.recv()
         assert query_id.startswith("q_")
-    finally:
         worker.kill()
         worker.join(timeout=30)
     assert worker.exitcode == -signal.SIGKILL  # killed, not exited

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 from control_support import ANALYST_A, ANALYST_B, OPERATOR, OWNER, Clock, Granter, make_dataset
-from cp_worker import reserve_and_hang
+from cp_worker import CONTEXT, reserve_and_hang, started, sweep
 
 from sandbox.audit.models import EventType
 from sandbox.control import ControlPlane
 from sandbox.errors import Conflict, NotFound, Unauthenticated
 from sandbox.principals import Role
-from sandbox.settings import Settings
 
 DATASET = make_dataset()
 
@@ -108,35 +107,18 @@ def test_sweeps_from_several_processes_settle_each_reservation_once(
 
     clock.now = datetime.now(UTC)
     grant(ANALYST_A, DATASET, epsilon=1.0)
-    context = multiprocessing.get_context("fork")
-    hung = []
+    home = str(tmp_path / "home")
     for _ in range(3):
-        parent, child = context.Pipe()
-        worker = context.Process(target=reserve_and_hang, args=(db_url, str(tmp_path / "home"), 0.1, child))
-        worker.start()
-        parent.recv()
-        worker.kill()
-        worker.join()
-        hung.append(worker)
-    results: multiprocessing.Queue[int] = context.Queue()
-    start = context.Barrier(3)
-    sweepers = [
-        context.Process(target=_sweep, args=(db_url, str(tmp_path / "home"), start, results))
-        for _ in range(3)
-    ]
-    for sweeper in sweepers:
-        sweeper.start()
-    settled = sorted(results.get(timeout=60) for _ in sweepers)
-    for sweeper in sweepers:
-        sweeper.join(timeout=30)
+        parent, child = CONTEXT.Pipe()
+        with started(reserve_and_hang, [(db_url, home, 0.1, child)]) as [worker]:
+            assert parent.poll(60)
+            parent.recv()
+            worker.kill()
+    results: multiprocessing.Queue[int] = CONTEXT.Queue()
+    start = CONTEXT.Barrier(3)
+    with started(sweep, [(db_url, home, start, results)] * 3) as sweepers:
+        settled = sorted(results.get(timeout=60) for _ in sweepers)
     assert sum(settled) == 3
     [budget] = cp.budget(OPERATOR)
     assert (budget.epsilon_spent, budget.epsilon_reserved, budget.lifetime_epsilon_used) == (0.3, 0.0, 0.3)
     assert cp.verify_audit().ok
-
-
-def _sweep(url: str, home: str, start: object, results: multiprocessing.Queue[int]) -> None:
-    plane = ControlPlane(Settings(home=Path(home), db_url=url))
-    start.wait()  # type: ignore[attr-defined]
-    results.put(plane.settle_abandoned(timedelta(0)))
-    plane.close()

@@ -21,7 +21,7 @@ from control_support import (
     make_dataset,
     make_summary,
 )
-from cp_worker import run_queries
+from cp_worker import CONTEXT, run_queries, started
 
 from sandbox.catalog.models import DatasetRecord
 from sandbox.control import CachedAnswer, ControlPlane, QueryTicket
@@ -205,20 +205,15 @@ def test_fifty_queries_from_several_processes_against_a_lifetime_cap_affording_t
     clock.now = datetime.now(UTC)
     cp.set_dataset_cap(OWNER, DATASET, 1.0, None, organisation="acme")
     grant(ANALYST_A, DATASET, epsilon=5.0, max_epsilon_per_query=0.1)
-    context = multiprocessing.get_context("fork")
     counts = [17, 17, 16]
-    start = context.Barrier(len(counts))
-    results: multiprocessing.Queue[list[str]] = context.Queue()
-    workers = [
-        context.Process(target=run_queries, args=(db_url, str(tmp_path / "home"), n, 0.1, start, results))
-        for n in counts
-    ]
-    for worker in workers:
-        worker.start()
-    outcomes = [outcome for _ in workers for outcome in results.get(timeout=120)]
-    for worker in workers:
-        worker.join(timeout=30)
-        assert worker.exitcode == 0
+    start = CONTEXT.Barrier(len(counts))
+    results: multiprocessing.Queue[list[str]] = CONTEXT.Queue()
+    home = str(tmp_path / "home")
+    with started(run_queries, [(db_url, home, n, 0.1, start, results) for n in counts]) as workers:
+        outcomes = [outcome for _ in workers for outcome in results.get(timeout=120)]
+        for worker in workers:
+            worker.join(timeout=30)
+            assert worker.exitcode == 0
     assert Counter(outcomes) == {"answered": 10, "budget.lifetime_cap_exhausted": 40}
     [budget] = cp.budget(OPERATOR)
     assert (budget.lifetime_epsilon_used, budget.epsilon_spent, budget.epsilon_remaining) == (1.0, 1.0, 0.0)
