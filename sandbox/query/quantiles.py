@@ -4,7 +4,10 @@ The candidates ``c_i = L + i · step`` (``i < m``) are public (derived from the 
 per group the rows per bucket ``[c_i, c_{i+1})`` (rewrite.py); with ``B_i = #(x < c_i)`` and ``N``
 the group's non-NULL rows, and ``q = n/d``:
 
-- the **value** (``quantile``) is the noisy argmin of ``|(d − n)·#(x < c_i) − n·#(x > c_i)|``;
+- the **value** (``quantile``) is the noisy argmin of ``d · dist(q·N, [#(x < c_i), #(x ≤ c_i)])``:
+  0 exactly at the candidates that are q-quantiles of the group. Without rows on a candidate this is
+  OpenDP's score ``|(d − n)·#(x < c_i) − n·#(x > c_i)|``; OpenDP's counts the rows tied at a
+  candidate on neither side, so with many ties it can prefer an empty candidate beside the quantile;
 - the **lower end** (``quantile_lower``) is a second noisy argmin, over slots ``i`` whose rank
   ranges ``[B_i, B_{i+1}]`` (slot 0 open below) tile every rank: the score of slot ``i`` is
   ``d · dist(τ, [B_i, B_{i+1}])`` with the target ``τ = q·N − S/d``, and the slot's value is
@@ -17,8 +20,10 @@ the group's non-NULL rows, and ``q = n/d``:
 
 Together, with probability at least 95%, ``[lower, upper]`` contains a q-quantile of the group (a
 value ``v`` with ``#(x < v) ≤ q·N ≤ #(x ≤ v)``: one of the group's values when ``q·N`` is not
-whole). A row moves each score by at most ``max(n, d − n)`` (``B_i`` by one and ``N`` by one), as
-for the value's scores, so each end costs one more run of the same sensitivity (plan.py). ``S``
+whole). A row moves each score by at most ``max(n, d − n)``: below ``c_i`` it moves both ends of the
+rank range by ``d`` and the target ``n·N`` by ``n``; on ``c_i`` the upper end by ``d`` and the target
+by ``n``; above it the target alone. So the value and each end cost one run of that sensitivity
+(plan.py). ``S``
 depends on the plan only; every released end is OpenDP's noisy argmin (docs/dp.md).
 """
 
@@ -57,15 +62,15 @@ def histogram(planned: PlannedQuantity, buckets: Buckets) -> tuple[list[int], li
 
 
 def value_scores(planned: PlannedQuantity, counts: list[int], on_grid: list[int], total: int) -> list[int]:
-    """``|(d − n)·#(x < c_i) − n·#(x > c_i)|`` per candidate (0 at the exact q-quantile)."""
+    """``d · dist(q·N, [#(x < c_i), #(x ≤ c_i)])`` per candidate, in integer form: 0 exactly when
+    ``c_i`` is a q-quantile of the group, however many rows are tied at it."""
     assert planned.quantile is not None
-    below_weight = planned.quantile.denominator - planned.quantile.numerator
-    above_weight = planned.quantile.numerator
+    d, n = planned.quantile.denominator, planned.quantile.numerator
+    target = n * total
     scores = []
     below = 0
     for i in range(planned.candidates):
-        above = total - below - on_grid[i]
-        scores.append(abs(below_weight * below - above_weight * above))
+        scores.append(max(0, d * below - target, target - d * (below + on_grid[i])))
         below += counts[i]
     return scores
 

@@ -23,7 +23,7 @@ from opendp.mod import enable_features
 from query_support import DatasetMaker, Registrar
 
 from sandbox.catalog import Catalog, DatasetRecord
-from sandbox.query import Engine, QueryPlan, mechanisms
+from sandbox.query import Engine, QueryPlan, mechanisms, quantiles
 from sandbox.query.execute import lockdown_config
 from sandbox.query.plan import (
     Bounds,
@@ -33,6 +33,7 @@ from sandbox.query.plan import (
     sensitivity,
     squares_shift,
 )
+from sandbox.query.rewrite import quantile_step
 from sandbox.settings import Settings
 
 enable_features("contrib")
@@ -434,21 +435,24 @@ def test_quantile_sensitivity_matches_opendp(alpha: float, k: int) -> None:
 
 
 def test_quantile_scores_match_opendp_up_to_scaling() -> None:
-    """OpenDP scores alpha = 0.1 as 1000/10000: the same scores, scaled by 1000."""
+    """OpenDP scores alpha = 0.1 as 1000/10000 with the sensitivity we plan, scaled by 1000; with no
+    row on a candidate its scores are ours (``quantiles.value_scores``), scaled by 1000."""
+    candidates = [0, 10, 20]
     score = transformations.make_quantile_score_candidates(
         domains.vector_domain(domains.atom_domain(T=int)),
         metrics.symmetric_distance(),
-        candidates=[0, 1, 2],
+        candidates=candidates,
         alpha=0.1,
     )
     assert score.map(1) == 1000 * quantile_sensitivity(1, 0.1)
-    below_weight, above_weight = 9, 1  # q = 1/10
-    data = [0, 1, 1, 2]
-    ours = [
-        abs(below_weight * sum(x < c for x in data) - above_weight * sum(x > c for x in data))
-        for c in (0, 1, 2)
-    ]
-    assert score(data) == [1000 * s for s in ours]
+    data = [3, 12, 12, 17, 19]
+    bounds = Bounds(0, 20, 0)
+    planned = PlannedQuantity(
+        Quantity.QUANTILE, "v", mechanisms.noisy_max(1, 1.0), Fraction(1, 10), bounds, len(candidates)
+    )
+    step = quantile_step(planned)
+    histogram = quantiles.histogram(planned, [(x // step, x % step == 0, 1) for x in data])
+    assert score(data) == [1000 * s for s in quantiles.value_scores(planned, *histogram)]
 
 
 @pytest.mark.parametrize("s", [1, 3, 4, 100, 500_000, 2_500_000_000])

@@ -1,5 +1,9 @@
-"""The 95% interval on a quantile's value (quantiles.py), checked independently of the engine.
+"""The value of a quantile and its 95% interval (quantiles.py), checked independently of the engine.
 
+- The value's scores are re-derived here (``d · dist(q·N, [#(x < c), #(x ≤ c)])``) and equal the
+  engine's; no neighbour moves them by more than the planned sensitivity; they are 0 exactly at the
+  candidates that are q-quantiles, so at a huge epsilon the value is a q-quantile even when most rows
+  are tied at a few values (where OpenDP's score prefers an empty candidate beside it).
 - The ends' scores are re-derived here from the data (``d · dist(τ, [B_i, B_{i+1}])``) and equal the
   engine's; on every neighbour (one unit with up to ``k`` rows added) no score moves by more than the
   planned sensitivity ``k · max(n, d − n)``, so each end's loss is OpenDP's map at that sensitivity.
@@ -74,6 +78,40 @@ def q_quantiles(values: list[int], q: Fraction) -> tuple[float, float]:
     n = len(ordered)
     inside = [v for v in ordered if sum(x < v for x in ordered) <= q * n <= sum(x <= v for x in ordered)]
     return min(inside), max(inside)
+
+
+def reference_value_scores(p: PlannedQuantity, values: list[int]) -> list[int]:
+    """The value's scores written out from the definition (docs/dp.md), not from quantiles.py."""
+    assert p.quantile is not None
+    d, n = p.quantile.denominator, p.quantile.numerator
+    target = n * len(values)
+    return [
+        max(0, d * sum(x < c for x in values) - target, target - d * sum(x <= c for x in values))
+        for c in grid(p)
+    ]
+
+
+@pytest.mark.parametrize("q", [Fraction(1, 2), Fraction(1, 10), Fraction(3, 4)])
+@pytest.mark.parametrize("k", [1, 3])
+def test_value_scores_match_and_move_by_at_most_the_sensitivity(q: Fraction, k: int) -> None:
+    generator = random.Random(7 * k + q.denominator)
+    p = planned(Quantity.QUANTILE, q, k, 1.0)
+    for _ in range(60):
+        pool = [*generator.sample(range(0, 101, 5), 3), generator.randint(0, 100)]  # ties, mostly on the grid
+        values = [generator.choice(pool) for _ in range(generator.randint(0, 30))]
+        extra = [generator.choice([*pool, 0, 100, generator.randint(0, 100)]) for _ in range(k)]
+        ours = quantiles.value_scores(p, *quantiles.histogram(p, buckets(p, values)))
+        assert ours == reference_value_scores(p, values)
+        zero = [c for c, score in zip(grid(p), ours, strict=True) if score == 0]
+        if values:
+            low_q, high_q = q_quantiles(values, q)
+            assert all(low_q <= c <= high_q for c in zero)  # only q-quantiles score 0 ...
+            assert (low_q in zero or low_q % 5 != 0) and (
+                high_q in zero or high_q % 5 != 0
+            )  # ... all on the grid
+        neighbour = reference_value_scores(p, values + extra)
+        moved = max(abs(a - b) for a, b in zip(ours, neighbour, strict=True))
+        assert moved <= p.calibration.sensitivity == k * max(q.numerator, q.denominator - q.numerator)
 
 
 @pytest.mark.parametrize("q", [Fraction(1, 2), Fraction(1, 10), Fraction(3, 4)])
@@ -159,3 +197,22 @@ def test_interval_end_to_end(make_dataset: DatasetMaker, catalog: Catalog, engin
         record.name, "SELECT g, MEDIAN(v) FROM t WHERE v < 0 GROUP BY g", 1.0, min_group_size=1000
     )
     assert withheld.accuracy[0].interval95 == [None, None] and withheld.accuracy[0].ci95 == [None, None]
+
+
+def test_value_is_the_quantile_when_most_rows_are_tied(
+    make_dataset: DatasetMaker, catalog: Catalog, engine: Engine
+) -> None:
+    """Half the rows at 2, 40% at 0: the median is 2 (OpenDP's score would prefer the 5% at 1)."""
+    values = [0] * 400 + [1] * 50 + [2] * 500 + [3] * 50
+    record = make_dataset(
+        "quantile_ties",
+        pa.table({"uid": list(range(len(values))), "v": values}),
+        [{"name": "uid", "role": "privacy_unit"}, {"name": "v", "role": "measure", "lower": 0, "upper": 3}],
+    )
+    sql = "SELECT MEDIAN(v) AS m, QUANTILE_CONT(v, 0.42) AS q42 FROM t"
+    [row] = engine.query(record.name, sql, HUGE_EPSILON).rows
+    assert (
+        list(row)
+        == [2, 1]
+        == list(stored(catalog, record.name, "SELECT MEDIAN(v), QUANTILE_DISC(v, 0.42) FROM t")[0])
+    )
