@@ -7,10 +7,15 @@
   check the published reference values of the whole tables; skipped, saying so, when it is unset.
 - ``postgres_url``: the PostgreSQL URL from ``$SANDBOX_TEST_POSTGRES_URL``; tests using it are
   skipped when it is unset.
+
+A test that hangs fails by pytest-timeout; if something left behind (a child process, a thread)
+keeps the interpreter from exiting after the summary, every thread's stack is printed and the run
+exits with status 1 after ``EXIT_GRACE_S``, instead of holding CI until its own limit.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import os
 from pathlib import Path
 
@@ -18,6 +23,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 REPOSITORY_DATA = REPO / "data"
+EXIT_GRACE_S = 120
+_WATCHDOG_STREAM: list[object] = []  # keeps the watchdog's stream open until the interpreter exits
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Arm the exit watchdog (on its own copy of stderr: pytest closes its streams)."""
+    del config
+    stream = os.fdopen(os.dup(2), "w")
+    faulthandler.dump_traceback_later(EXIT_GRACE_S, exit=True, file=stream)
+    _WATCHDOG_STREAM.append(stream)
 
 
 @pytest.fixture(scope="session")
