@@ -87,6 +87,12 @@ class ControlPlane(Identity, Registrations, Access, Admission, Settlement, Usage
         closed = self._close_batch(connection, [job for job in jobs if isinstance(job, CloseJob)])
         self._admit_batch(connection, [job for job in jobs if isinstance(job, AdmitJob)], closed)
 
+    def _flushes(self, jobs: Sequence[Any]) -> bool:
+        """A batch with an admission (a charge) is flushed to disk before it returns. One of closings
+        only is not (``Store.hot_connection``): a closing moves no budget, and if an OS crash drops
+        it, the query is swept as abandoned with its charge kept."""
+        return any(isinstance(job, AdmitJob) for job in jobs)
+
     def __enter__(self) -> ControlPlane:
         return self
 

@@ -60,7 +60,9 @@ class Core:
         self._store = Store(url)
         self._clock = clock or utc_now
         self._upkeep = Upkeep(self._store, self._now, settings.abandoned_reservation_s / 4)
-        self._writes: GroupCommit[Any] = GroupCommit(self._hot, self._write_batch)
+        self._writes: GroupCommit[Any] = GroupCommit(
+            lambda jobs: self._hot(flush=self._flushes(jobs)), self._write_batch
+        )
 
     def close(self) -> None:
         """Finish queued writes, seal pending audit events, stop the background threads and
@@ -73,12 +75,16 @@ class Core:
         """Run one group-commit batch of query-path jobs (the control plane's use cases define it)."""
         raise NotImplementedError
 
+    def _flushes(self, jobs: Sequence[Any]) -> bool:
+        """Whether a group-commit batch must be flushed to disk before its callers go on."""
+        raise NotImplementedError
+
     @contextmanager
-    def _hot(self) -> Iterator[Connection]:
+    def _hot(self, *, flush: bool = True) -> Iterator[Connection]:
         """A write transaction of the query path: its events are ``chain.defer``-red and linked
         into the chain in the same transaction on SQLite, by the upkeep thread on PostgreSQL."""
         self._upkeep.start()
-        with self._store.hot_connection() as connection:
+        with self._store.hot_connection(flush=flush) as connection:
             yield connection
             if self._store.is_sqlite:
                 chain.seal(connection)

@@ -100,6 +100,15 @@ def _ping_when_idle(engine: Engine) -> Engine:
     return engine
 
 
+def _synchronous(connection: Connection, level: str) -> None:
+    """Set SQLite's ``synchronous`` on the driver's connection (outside a transaction, no BEGIN)."""
+    try:
+        connection.connection.driver_connection.execute(f"PRAGMA synchronous={level}")  # type: ignore[union-attr]
+    except Exception:
+        connection.invalidate()  # never hand a relaxed connection to the next writer
+        raise
+
+
 def _alive(connection: Connection) -> None:
     """Ping ``connection`` (unless its checkout just did); one the server dropped is replaced
     (SQLAlchemy then also discards the pool's older connections) before the caller's first
@@ -208,15 +217,31 @@ class Store:
             yield connection
 
     @contextmanager
-    def hot_connection(self) -> Iterator[Connection]:
+    def hot_connection(self, *, flush: bool = True) -> Iterator[Connection]:
         """A write transaction of the query path on a Core connection: on PostgreSQL without the
-        chain-head lock (see the module docstring); on SQLite as ``write_connection``."""
-        if self.is_sqlite:
-            with self.write_connection() as connection:
+        chain-head lock (see the module docstring); on SQLite as ``write_connection``.
+
+        ``flush=False`` commits without waiting for this commit's own flush to disk: durable against
+        a crash of this process at once, against an OS crash or power loss with the next flushed
+        commit (the log is flushed in commit order, so such a loss can only drop a suffix of these
+        commits). For writes whose loss a later sweep repairs."""
+        if not self.is_sqlite:
+            with self.engine.connect() as connection, connection.begin():
+                if not flush:
+                    connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield connection
             return
-        with self.engine.connect() as connection, connection.begin():
-            yield connection
+        with self._writer_queue, self._immediate.connect() as connection:
+            if flush:
+                with connection.begin():
+                    yield connection
+                return
+            _synchronous(connection, "NORMAL")  # SQLite refuses to change it inside a transaction
+            try:
+                with connection.begin():
+                    yield connection
+            finally:
+                _synchronous(connection, "FULL")
 
     def dispose(self) -> None:
         """Close every pooled connection (and the writer lock file)."""

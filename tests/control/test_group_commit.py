@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from control_support import ANALYST_A, OPERATOR, OWNER, Clock, Granter, make_dataset, make_summary
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from sandbox.control import ControlPlane, QueryTicket
 from sandbox.control.charges import PendingCharges, admission_rows
@@ -160,3 +160,48 @@ def test_events_are_sealed_without_a_reader(cp: ControlPlane, grant: Granter) ->
             pending = session.scalar(select(func.count()).select_from(PendingEvent)) or 0
         time.sleep(0.05)
     assert pending == 0  # the sealer thread linked them (on SQLite, the query's own transaction)
+
+
+def test_a_charge_is_flushed_to_disk_and_a_closing_is_not(cp: ControlPlane, grant: Granter) -> None:
+    """What each query-path commit waits for: SQLite's ``synchronous`` (2 FULL, 1 NORMAL) or
+    PostgreSQL's ``synchronous_commit``, read inside the transaction right before it commits."""
+    grant(ANALYST_A, DATASET, epsilon=1.0)
+    if not cp._store.is_sqlite:  # the test databases default to off (speed): back to the server's own
+        cp._store.engine.dispose()
+        event.listen(
+            cp._store.engine, "connect", lambda dbapi, _record: dbapi.execute("SET synchronous_commit = on")
+        )
+    levels: list[str] = []
+    caller = threading.get_ident()  # not the sealer's or the heartbeat's commits
+
+    def record(connection: Any) -> None:
+        if threading.get_ident() != caller:
+            return
+        cursor = connection.connection.driver_connection.cursor()
+        cursor.execute("PRAGMA synchronous" if cp._store.is_sqlite else "SHOW synchronous_commit")
+        levels.append(str(cursor.fetchone()[0]))
+
+    event.listen(cp._store.engine, "commit", record)
+    ticket = cp.begin_query(ANALYST_A, DATASET, make_summary(DATASET, epsilon=0.1), sql="q")
+    assert isinstance(ticket, QueryTicket)
+    charged = levels[-1]
+    cp.complete_query(ticket, ANSWER)
+    closed = levels[-1]
+    failing = cp.begin_query(ANALYST_A, DATASET, make_summary(DATASET, epsilon=0.1, sql="SELECT 2"), sql="q")
+    assert isinstance(failing, QueryTicket)
+    charged_again = levels[-1]
+    event.remove(cp._store.engine, "commit", record)
+    flushed, relaxed = ("2", "1") if cp._store.is_sqlite else ("on", "off")
+    assert (charged, closed, charged_again) == (flushed, relaxed, flushed)  # the setting does not leak
+    assert [q.status for q in cp.list_queries(OPERATOR)].count(QueryStatus.ANSWERED) == 1
+
+
+def test_an_idle_process_commits_in_the_callers_thread(cp: ControlPlane, grant: Granter) -> None:
+    grant(ANALYST_A, DATASET, epsilon=1.0)
+    threads: set[int] = set()
+    event.listen(cp._store.engine, "commit", lambda _connection: threads.add(threading.get_ident()))
+    ticket = cp.begin_query(ANALYST_A, DATASET, make_summary(DATASET, epsilon=0.1), sql="q")
+    assert isinstance(ticket, QueryTicket)
+    cp.complete_query(ticket, ANSWER)
+    assert threads == {threading.get_ident()}
+    assert not [t for t in threading.enumerate() if "group-commit" in t.name]
