@@ -57,7 +57,7 @@ PLAN_CACHE_SIZE = 1024
 class Statements:
     """The SQL generated for a plan: one aggregate statement and one per quantile."""
 
-    aggregate: str
+    aggregate: str  # empty when ``table_rows`` answers it
     names: list[str]
     quantiles: list[tuple[str, str]]
     table_rows: str | None = None  # the aggregate is the row count of this stored table, and nothing else
@@ -255,13 +255,14 @@ class Engine:
             query = plan.query
             names = [c.name for c in exact_columns(plan)]
             whole_table = query.where is None and query.source is None and not query.group_keys
+            table_rows = query.stored.physical if whole_table and names == ["n"] else None
             statements = Statements(
-                aggregate=aggregate_sql(plan),
+                aggregate="" if table_rows is not None else aggregate_sql(plan),
                 names=names,
                 quantiles=[
                     (p.key, quantile_sql(plan, p)) for p in plan.quantities if p.quantity is Quantity.QUANTILE
                 ],
-                table_rows=query.stored.physical if whole_table and names == ["n"] else None,
+                table_rows=table_rows,
             )
             with self._lock:
                 self._statements[key] = statements

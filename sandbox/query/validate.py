@@ -763,7 +763,10 @@ def _canonical(node: exp.Expression) -> str:
     """A comparable text of an expression; outer parentheses do not count."""
     while isinstance(node, exp.Paren):
         node = node.this
-    return node.sql(dialect="duckdb", normalize=True).lower()
+    # lower() already folds identifiers as normalize=True would; without a copy of the tree (the
+    # generator's only in-place rewrites are of subqueries, arrays and pivots, which get one)
+    copy = node.find(exp.Select, exp.Array, exp.Pivot) is not None
+    return node.sql(dialect="duckdb", copy=copy).lower()
 
 
 def _output_name(node: exp.Expression) -> str:
