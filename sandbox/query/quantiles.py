@@ -23,8 +23,8 @@ value ``v`` with ``#(x < v) ≤ q·N ≤ #(x ≤ v)``: one of the group's values
 whole). A row moves each score by at most ``max(n, d − n)``: below ``c_i`` it moves both ends of the
 rank range by ``d`` and the target ``n·N`` by ``n``; on ``c_i`` the upper end by ``d`` and the target
 by ``n``; above it the target alone. So the value and each end cost one run of that sensitivity
-(plan.py). ``S``
-depends on the plan only; every released end is OpenDP's noisy argmin (docs/dp.md).
+(plan.py). ``S`` depends on the plan only; every released value and end is OpenDP's noisy argmin
+(docs/dp.md).
 """
 
 from __future__ import annotations
