@@ -20,6 +20,7 @@ import duckdb
 from sqlglot import exp
 
 from sandbox.errors import QueryFailed
+from sandbox.query.whitelist import DIALECT
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class LockedDatabase:
         count = self._row_counts.get(table)
         if count is None:
             sql = exp.select(exp.Count(this=exp.Star())).from_(exp.table_(table, quoted=True))
-            ((count,),) = self.run(sql.sql(dialect="duckdb"), timeout_s)
+            ((count,),) = self.run(sql.sql(dialect=DIALECT), timeout_s)
             with self._lock:
                 self._row_counts[table] = count
         return count

@@ -6,10 +6,9 @@ import logging
 from typing import cast
 
 from sqlglot import ParseError, TokenError, exp, parse
-from sqlglot.dialects.dialect import Dialect
 
 from sandbox.errors import QueryRejected
-from sandbox.query.whitelist import MAX_EXPRESSION_DEPTH, STATEMENT_KEYWORDS
+from sandbox.query.whitelist import DIALECT, MAX_EXPRESSION_DEPTH, STATEMENT_KEYWORDS
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -17,7 +16,7 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 def parse_select(sql: str) -> exp.Select:
     """The single SELECT statement of ``sql``; anything else is rejected with its rule."""
     try:
-        statements = [s for s in parse(sql, read="duckdb") if s is not None]
+        statements = [s for s in parse(sql, read=DIALECT) if s is not None]
     except (ParseError, TokenError) as error:
         keyword = _leading_keyword(sql)
         if keyword in STATEMENT_KEYWORDS:
@@ -84,7 +83,7 @@ def _statement_name(statement: exp.Expression) -> str:
 def _leading_keyword(sql: str) -> str | None:
     """The first word of ``sql`` in upper case, if it tokenizes."""
     try:
-        tokens = Dialect.get_or_raise("duckdb").tokenize(sql)
+        tokens = DIALECT.tokenize(sql)
     except TokenError:
         return None
     return tokens[0].text.upper() if tokens else None

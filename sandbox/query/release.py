@@ -21,6 +21,7 @@ from sandbox.query.plan import QUANTILES, Grouping, PlannedQuantity, Quantity, Q
 from sandbox.query.result import ColumnAccuracy, Result
 from sandbox.query.summary import AggregateKind
 from sandbox.query.validate import AggregateSpec
+from sandbox.query.whitelist import DIALECT
 
 GroupKey = tuple[Any, ...]
 
@@ -304,7 +305,7 @@ def _post_order(plan: QueryPlan, keys: list[GroupKey], aggregates: list[Released
     connection = duckdb.connect(config={"enable_external_access": False})
     try:
         connection.register("released", table)
-        return [int(r[0]) for r in connection.execute(select.sql(dialect="duckdb")).fetchall()]
+        return [int(r[0]) for r in connection.execute(select.sql(dialect=DIALECT)).fetchall()]
     finally:
         connection.close()
 

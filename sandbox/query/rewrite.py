@@ -199,7 +199,7 @@ def quantile_sql(plan: QueryPlan, planned: PlannedQuantity) -> str:
 def _generate(select: exp.Select) -> str:
     """DuckDB's text of a statement built here. Every node of ``select`` is new (built or copied
     from the plan), so the generator may transform it in place instead of copying it first."""
-    return select.sql(dialect="duckdb", copy=False)
+    return select.sql(dialect=wl.DIALECT, copy=False)
 
 
 def source(plan: QueryPlan) -> exp.Expression:

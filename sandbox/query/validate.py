@@ -143,7 +143,9 @@ class _Validator:
         having = self._having(select, group_keys, group_sources, outputs)
         order = self._order(select, group_keys, group_sources, outputs)
         limit = self._limit(select)
-        normalized = select.sql(dialect="duckdb", normalize=True, pretty=False)
+        # no copy: normalize folds identifiers in the output text only, and the generator's in-place
+        # rewrites (CONNECT BY, CTEs, generator sequences) concern nothing the whitelist admitted
+        normalized = select.sql(dialect=wl.DIALECT, normalize=True, pretty=False, copy=False)
         return ValidatedQuery(
             record=self.record,
             table=table,
@@ -475,7 +477,7 @@ class _Validator:
         typed = self._scalar_column("FILTER").check(condition)
         if typed.kind not in (Kind.BOOLEAN, Kind.NULL):
             raise QueryRejected("sql.type_mismatch", "FILTER (WHERE ...) needs a condition (boolean).")
-        return replace(spec, condition=typed.sql.sql(dialect="duckdb"), filter=typed.sql)
+        return replace(spec, condition=typed.sql.sql(dialect=wl.DIALECT), filter=typed.sql)
 
     def _plain_aggregate_spec(self, node: exp.Expression) -> AggregateSpec:
         if isinstance(node, wl.RAW_VALUE_AGGREGATES):
@@ -766,13 +768,13 @@ def _canonical(node: exp.Expression) -> str:
     # lower() already folds identifiers as normalize=True would; without a copy of the tree (the
     # generator's only in-place rewrites are of subqueries, arrays and pivots, which get one)
     copy = node.find(exp.Select, exp.Array, exp.Pivot) is not None
-    return node.sql(dialect="duckdb", copy=copy).lower()
+    return node.sql(dialect=wl.DIALECT, copy=copy).lower()
 
 
 def _output_name(node: exp.Expression) -> str:
     if isinstance(node, exp.Column):
         return node.name
-    return node.sql(dialect="duckdb")
+    return node.sql(dialect=wl.DIALECT)
 
 
 def _quantile_literal(node: exp.Expression | None) -> float:

@@ -11,6 +11,10 @@ from enum import StrEnum
 from typing import Any
 
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+
+DIALECT: Dialect = Dialect.get_or_raise("duckdb")
+"""The one SQL dialect, analysts' and generated: an instance (a name would build a new one per call)."""
 
 
 class Kind(StrEnum):
