@@ -197,11 +197,22 @@ def test_a_charge_is_flushed_to_disk_and_a_closing_is_not(cp: ControlPlane, gran
 
 
 def test_an_idle_process_commits_in_the_callers_thread(cp: ControlPlane, grant: Granter) -> None:
+    """The admission's and the closing's transactions (those writing ``queries``) commit in the
+    thread that asked for them: no hand-off to a writer thread when no batch is in flight."""
     grant(ANALYST_A, DATASET, epsilon=1.0)
-    threads: set[int] = set()
-    event.listen(cp._store.engine, "commit", lambda _connection: threads.add(threading.get_ident()))
+    committers: list[str] = []
+
+    def mark(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith(("INSERT INTO QUERIES", "UPDATE QUERIES")):
+            connection.info["writes_queries"] = True
+
+    def record(connection: Any) -> None:
+        if connection.info.pop("writes_queries", False):
+            committers.append(threading.current_thread().name)
+
+    event.listen(cp._store.engine, "before_cursor_execute", mark)
+    event.listen(cp._store.engine, "commit", record)
     ticket = cp.begin_query(ANALYST_A, DATASET, make_summary(DATASET, epsilon=0.1), sql="q")
     assert isinstance(ticket, QueryTicket)
     cp.complete_query(ticket, ANSWER)
-    assert threads == {threading.get_ident()}
-    assert not [t for t in threading.enumerate() if "group-commit" in t.name]
+    assert committers == [threading.current_thread().name] * 2
