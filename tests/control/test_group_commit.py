@@ -187,8 +187,8 @@ def test_a_charge_is_flushed_to_disk_and_a_closing_is_not(cp: ControlPlane, gran
     charged = levels[-1]
     cp.complete_query(ticket, ANSWER)
     closed = levels[-1]
-    failing = cp.begin_query(ANALYST_A, DATASET, make_summary(DATASET, epsilon=0.1, sql="SELECT 2"), sql="q")
-    assert isinstance(failing, QueryTicket)
+    second = cp.begin_query(ANALYST_A, DATASET, make_summary(DATASET, epsilon=0.1, sql="SELECT 2"), sql="q")
+    assert isinstance(second, QueryTicket)
     charged_again = levels[-1]
     event.remove(cp._store.engine, "commit", record)
     flushed, relaxed = ("2", "1") if cp._store.is_sqlite else ("on", "off")

@@ -106,9 +106,7 @@ def test_value_scores_match_and_move_by_at_most_the_sensitivity(q: Fraction, k: 
         if values:
             low_q, high_q = q_quantiles(values, q)
             assert all(low_q <= c <= high_q for c in zero)  # only q-quantiles score 0 ...
-            assert (low_q in zero or low_q % 5 != 0) and (
-                high_q in zero or high_q % 5 != 0
-            )  # ... all on the grid
+            assert {v for v in (low_q, high_q) if v % 5 == 0} <= set(zero)  # ... and those on the grid do
         neighbour = reference_value_scores(p, values + extra)
         moved = max(abs(a - b) for a, b in zip(ours, neighbour, strict=True))
         assert moved <= p.calibration.sensitivity == k * max(q.numerator, q.denominator - q.numerator)
