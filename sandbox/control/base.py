@@ -16,7 +16,6 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from sandbox.audit import chain
 from sandbox.catalog.models import DatasetRecord
 from sandbox.control.batching import GroupCommit
 from sandbox.control.upkeep import Upkeep
@@ -81,14 +80,13 @@ class Core:
 
     @contextmanager
     def _hot(self, *, flush: bool = True) -> Iterator[Connection]:
-        """A write transaction of the query path: its events are ``chain.defer``-red and linked
-        into the chain in the same transaction on SQLite, by the upkeep thread on PostgreSQL."""
+        """A write transaction of the query path: its events are ``chain.defer``-red, which links
+        them in the same transaction on SQLite and leaves them to the upkeep thread on PostgreSQL."""
         self._upkeep.start()
         with self._store.hot_connection(flush=flush) as connection:
             yield connection
-            if self._store.is_sqlite:
-                chain.seal(connection)
-        self._upkeep.wake()
+        if not self._store.is_sqlite:
+            self._upkeep.wake()
 
     def seal_pending(self) -> int:
         """Link every pending audit event into the chain now (before reading or verifying it)."""

@@ -99,7 +99,7 @@ class Upkeep:
                 self._stop.wait(SEAL_GATHER_S)
             self._wake.clear()
             try:
-                if not self._store.is_sqlite:  # SQLite seals inside each query's transaction
+                if not self._store.is_sqlite:  # on SQLite chain.defer links each query's events at once
                     self.seal_all()
                 if time.monotonic() >= next_beat:
                     self._beat()

@@ -232,16 +232,14 @@ class Store:
                 yield connection
             return
         with self._writer_queue, self._immediate.connect() as connection:
-            if flush:
-                with connection.begin():
-                    yield connection
-                return
-            _synchronous(connection, "NORMAL")  # SQLite refuses to change it inside a transaction
+            if not flush:
+                _synchronous(connection, "NORMAL")  # SQLite refuses to change it inside a transaction
             try:
                 with connection.begin():
                     yield connection
             finally:
-                _synchronous(connection, "FULL")
+                if not flush:
+                    _synchronous(connection, "FULL")
 
     def dispose(self) -> None:
         """Close every pooled connection (and the writer lock file)."""
